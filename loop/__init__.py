@@ -1,0 +1,3 @@
+"""pickloop: self-predict and manual-select rounds for LoRA domain fine-tuning."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,12 @@
+"""CLI command groups, one module per noun. Each module exposes a click group or command."""
+
+from __future__ import annotations
+
+import click
+
+
+def register(root: click.Group) -> None:
+    from loop.commands import argilla, model
+
+    root.add_command(argilla.argilla)
+    root.add_command(model.model)

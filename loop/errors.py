@@ -1,0 +1,79 @@
+"""All pickloop errors. Each also inherits the built-in that fits, so callers can catch either.
+
+The CLI turns any `PickloopError` into a clean message (no traceback) in one place: `loop.cli.main`.
+Messages never contain secrets (API keys, tokens, passwords).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PickloopError(Exception):
+    """Base of every error pickloop raises on purpose."""
+
+
+class ConfigError(PickloopError, ValueError):
+    """A run config is invalid: raised with the YAML path of the offending key."""
+
+    def __init__(self, message: str, *, file: str | Path | None = None, key: str | None = None):
+        self.file = str(file) if file is not None else None
+        self.key = key
+        where = ", ".join(p for p in (self.file, f"key {key!r}" if key else None) if p)
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class DataError(PickloopError, ValueError):
+    """A dataset row is invalid: raised with file, line (1-based) and field; nothing is written."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        field: str | None = None,
+    ):
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.field = field
+        parts = []
+        if self.file:
+            parts.append(self.file + (f":{line}" if line is not None else ""))
+        elif line is not None:
+            parts.append(f"row {line}")
+        if field:
+            parts.append(f"field {field!r}")
+        super().__init__(f"{', '.join(parts)}: {message}" if parts else message)
+
+
+class ArgillaError(PickloopError, RuntimeError):
+    """The Argilla server refused or failed a request pickloop needs."""
+
+
+class ServerStartError(ArgillaError):
+    """The embedded Argilla stack could not start (port in use, redis missing, migration failed)."""
+
+
+class AuthError(ArgillaError, PermissionError):
+    """Bad or missing credentials (HTTP 401/403)."""
+
+
+class NotFoundError(PickloopError, LookupError):
+    """A named thing (workspace, dataset, user, revision) does not exist."""
+
+
+class AlreadyExistsError(PickloopError, ValueError):
+    """Creating something that exists already, where that is not idempotent (e.g. a user)."""
+
+
+class HubError(PickloopError, RuntimeError):
+    """Publishing to or loading from the Hub (or the local revision store) failed."""
+
+
+class StateError(PickloopError, RuntimeError):
+    """The run directory's state is inconsistent with the request (e.g. a phase run out of order)."""
+
+
+class WaitTimeout(PickloopError, TimeoutError):
+    """Waiting for labelers reached its deadline before the completion target."""

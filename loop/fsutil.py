@@ -1,0 +1,45 @@
+"""Atomic file writes: every artifact is written to a temp name and renamed, so a crash never
+leaves a half-written file where a later step would read it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | Path) -> Iterator[Path]:
+    """Yield a temp path beside `target`; on success rename it onto `target` (file or folder)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
+    try:
+        yield tmp
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+
+
+def write_text(target: str | Path, text: str, mode: int | None = None) -> Path:
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        if mode is not None:
+            os.chmod(tmp, mode)
+    return Path(target)
+
+
+def write_json(target: str | Path, obj: Any, mode: int | None = None) -> Path:
+    return write_text(target, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", mode)
+
+
+def write_secret(target: str | Path, text: str) -> Path:
+    """Write a credential file readable by its owner only (0600), atomically."""
+    return write_text(target, text, mode=0o600)

@@ -1,0 +1,16 @@
+"""Shared fixtures. Real servers (embedded Argilla, local Hub API) are started by session fixtures
+in the modules named below; nothing the user relies on is mocked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def pickloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test writes under its own PICKLOOP_HOME, never the user's."""
+    home = tmp_path / "pickloop-home"
+    monkeypatch.setenv("PICKLOOP_HOME", str(home))
+    return home
