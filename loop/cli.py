@@ -38,7 +38,9 @@ register(cli)
 def main() -> None:
     """Console-script entry point: turns pickloop's own errors into a clean message and exit code 1."""
     try:
-        cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False)
+        if isinstance(code, int):
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(130)

@@ -14,3 +14,19 @@ def pickloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "pickloop-home"
     monkeypatch.setenv("PICKLOOP_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def argilla_stack(tmp_path_factory: pytest.TempPathFactory):
+    """The real embedded Argilla stack (server, redis, rq worker, SQLite search engine) on a free port.
+
+    Shared by the whole session: tests use unique dataset, workspace and user names.
+    """
+    from argilla_setup import server
+
+    home = tmp_path_factory.mktemp("argilla-home")
+    info = server.start(home, port=server.free_port())
+    try:
+        yield info
+    finally:
+        server.stop(home)
