@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+# Must stay first among Hub-related imports: sets HF_ENDPOINT/HF_HOME/HF_TOKEN/HF_HUB_DISABLE_XET before
+# any test module imports huggingface_hub or datasets, and provides the `hub_server` / `hub` fixtures.
+from hub_fixtures import hub, hub_server  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def pickloop_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
