@@ -8,17 +8,43 @@ checked against those classes' fields instead of being re-declared here.
 
 from __future__ import annotations
 
+import difflib
+import hashlib
+import json
+import os
+import re
+import stat
+import sys
+import types
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError, to_jsonable_python
+
+from loop import paths
+from loop.errors import ConfigError
 
 
 class Section(BaseModel):
+    """Base of every config section: unknown keys are errors, assignments are validated."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class RunSettings(Section):
+    """The run: its name, directory, seed and how many rounds `pickloop run` does."""
+
     name: str = Field(
         description="Run name; names the run directory and the Argilla datasets.",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
@@ -29,6 +55,8 @@ class RunSettings(Section):
 
 
 class DataSettings(Section):
+    """The step-1 QA data: JSONL or an HF dataset, single- or multi-turn."""
+
     path: str = Field(
         description="JSONL file, local HF dataset folder, or Hub dataset id with the step-1 QA data."
     )
@@ -39,6 +67,8 @@ class DataSettings(Section):
 
 
 class ModelSettings(Section):
+    """The base causal LM the LoRA adapters are trained on."""
+
     name_or_path: str = Field(description="Base causal LM: a local folder or a Hub model id.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="Weights dtype; float32 on CPU."
@@ -47,6 +77,8 @@ class ModelSettings(Section):
 
 
 class TrainSettings(Section):
+    """TRL SFT + PEFT LoRA training, and how one round's adapter carries into the next."""
+
     strategy: Literal["continue", "merge_and_stack", "from_base"] = Field(
         "continue",
         description="How round n+1 starts: keep training the adapter, merge it and stack a fresh LoRA, or start from the base.",
@@ -58,8 +90,16 @@ class TrainSettings(Section):
         default_factory=dict, description="Fields passed to PEFT `LoraConfig` (checked against its fields)."
     )
 
+    @field_validator("sft", "lora")
+    @classmethod
+    def _check_passthrough(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Unknown TRL/PEFT keys fail here, at load time, not an hour later inside training."""
+        return check_passthrough(value, info.field_name)
+
 
 class GenerateSettings(Section):
+    """Self-predict: K candidate answers per assistant turn from the tuned model."""
+
     k: int = Field(
         4, ge=2, le=50, description="Candidates per assistant turn (a greedy one plus sampled ones)."
     )
@@ -67,6 +107,10 @@ class GenerateSettings(Section):
         [0.7, 1.0], description="Sampling temperatures, cycled over the sampled candidates."
     )
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling for sampled candidates.")
+    seeds: list[int] = Field(
+        default_factory=list,
+        description="Seeds of the sampled candidates, cycled; empty uses run.seed + 1, + 2, ...",
+    )
     max_new_tokens: int = Field(256, ge=1, description="Longest candidate, in tokens.")
     batch_size: int = Field(32, ge=1, description="Questions per `generate` call.")
     backend: Literal["transformers", "vllm"] = Field(
@@ -75,6 +119,8 @@ class GenerateSettings(Section):
 
 
 class ArgillaSettings(Section):
+    """Where labelers rank candidates: the embedded server or a remote `api_url`."""
+
     api_url: str | None = Field(
         None, description="Existing Argilla deployment; empty means the embedded server."
     )
@@ -89,9 +135,15 @@ class ArgillaSettings(Section):
     suggest_model_choice: bool = Field(
         False, description="Pre-fill the model's preferred candidate (off: avoids anchoring)."
     )
+    api_key_file: Path | None = Field(
+        None,
+        description="File (mode 0600) holding the API key of `api_url` when `ARGILLA_API_KEY` is not set.",
+    )
 
 
 class WaitSettings(Section):
+    """Waiting for labelers: polling, webhooks, deadline, and when a round is done enough."""
+
     poll_interval_s: float = Field(10.0, gt=0, description="Seconds between progress polls.")
     webhooks: bool = Field(True, description="Listen for Argilla `record.completed` webhooks when reachable.")
     timeout_s: float | None = Field(
@@ -100,19 +152,32 @@ class WaitSettings(Section):
     min_completed_fraction: float = Field(
         1.0, gt=0, le=1, description="Fraction of completed records that ends the wait."
     )
+    on_timeout: Literal["fail", "proceed"] = Field(
+        "fail",
+        description="At the timeout: stop with an error (re-run to keep waiting) or proceed with what is completed.",
+    )
 
 
 class AggregateSettings(Section):
+    """Turning several labelers' rankings into one answer per assistant turn."""
+
     method: Literal["borda"] = Field("borda", description="Rank aggregation across annotators.")
 
 
 class PublishSettings(Section):
+    """Where each round's dataset revision goes: a Hub dataset repo or the local store."""
+
     hub_repo: str | None = Field(None, description="Hub dataset repo id; empty publishes to the local store.")
     private: bool = Field(True, description="Create the Hub repo private.")
     local_dir: Path | None = Field(None, description="Local revision store (default: <run dir>/revisions).")
+    hub_token_file: Path | None = Field(
+        None, description="File (mode 0600) holding the Hub token when `HF_TOKEN` is not set."
+    )
 
 
 class RunConfig(Section):
+    """A whole run config (one YAML file); see `load_config`."""
+
     run: RunSettings
     data: DataSettings
     model: ModelSettings
@@ -122,3 +187,542 @@ class RunConfig(Section):
     wait: WaitSettings = Field(default_factory=WaitSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_secrets(cls, data: Any) -> Any:
+        """Secrets in a config end up in git and in logs; refuse them before anything else."""
+        hit = next(_secret_keys(data), None)
+        if hit is None:
+            return data
+        path, kind = hit
+        what = "this key" if kind == "key" else "this value (it looks like a Hugging Face token)"
+        raise _custom(
+            path,
+            "secrets do not belong in the config (it is shared, committed and logged); remove "
+            f"{what} and set the ARGILLA_API_KEY / HF_TOKEN environment variable, or point "
+            "`argilla.api_key_file` / `publish.hub_token_file` at a file with mode 0600",
+        )
+
+    @model_validator(mode="after")
+    def _check_labelers(self) -> RunConfig:
+        """Catch a run that can never complete: more submissions required than labelers listed."""
+        names = self.argilla.labelers
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise _custom(("argilla", "labelers"), f"labelers listed twice: {', '.join(dupes)}")
+        if names and self.argilla.min_submitted > len(names):
+            raise _custom(
+                ("argilla", "min_submitted"),
+                f"{self.argilla.min_submitted} submissions per record required but only {len(names)} "
+                "labelers listed; lower `min_submitted` or add labelers",
+            )
+        return self
+
+    def run_dir(self) -> Path:
+        """The run directory: `run.dir` when set, else `$PICKLOOP_HOME/runs/<name>`."""
+        return Path(self.run.dir).expanduser().resolve() if self.run.dir else paths.run_dir(self.run.name)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a run config; every mistake is a `ConfigError` with file, line and YAML path.
+
+    Relative paths in the config resolve against the config file's folder (not the working
+    directory), so a config means the same thing wherever `pickloop` is started.
+    """
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("no such file; start from configs/demo.yaml", file=file) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config: {exc}", file=file) from None
+    data, lines = _compose(text, file)
+    return parse_config(data, file=file, base_dir=Path(path).absolute().parent, lines=lines)
+
+
+def parse_config(
+    data: Any,
+    *,
+    file: str = "<config>",
+    base_dir: Path | None = None,
+    lines: dict[tuple[Any, ...], int] | None = None,
+) -> RunConfig:
+    """Validate already-parsed config data (tests, programmatic runs) with the same errors as a file."""
+    if not isinstance(data, dict):
+        raise ConfigError(
+            "the top level must be a mapping of sections (run, data, model, ...)", file=file, line=1
+        )
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _config_error(exc, data, lines or {}, file) from None
+    if base_dir is not None:
+        _resolve_paths(cfg, Path(base_dir))
+    return cfg
+
+
+def _compose(text: str, file: str) -> tuple[Any, dict[tuple[Any, ...], int]]:
+    """Parse YAML keeping each key's line: compose the node tree, then build plain data from it."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ConfigError("the config is empty; start from configs/demo.yaml", file=file)
+        lines: dict[tuple[Any, ...], int] = {(): node.start_mark.line + 1}
+        return _construct(loader, node, (), lines, file), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        what = exc.problem or exc.context or "syntax error"
+        line = mark.line + 1 if mark else None
+        raise ConfigError(f"not valid YAML: {what}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", file=file) from None
+    finally:
+        loader.dispose()
+
+
+def _construct(
+    loader: yaml.SafeLoader,
+    node: yaml.Node,
+    path: tuple[Any, ...],
+    lines: dict[tuple[Any, ...], int],
+    file: str,
+) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # YAML merge keys (`<<: *defaults`)
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            where = _dotted(path) or "the top level"
+            if not isinstance(key, str):
+                raise ConfigError(f"keys must be strings, got {key!r} in {where}", file=file, line=line)
+            if key in out:
+                raise ConfigError(
+                    f"duplicate key (first on line {lines[(*path, key)]}); keep one",
+                    file=file,
+                    line=line,
+                    key=_dotted((*path, key)),
+                )
+            lines[(*path, key)] = line
+            out[key] = _construct(loader, value_node, (*path, key), lines, file)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            lines[(*path, i)] = item.start_mark.line + 1
+            items.append(_construct(loader, item, (*path, i), lines, file))
+        return items
+    return loader.construct_object(node, deep=True)
+
+
+# --------------------------------------------------------------------------- error messages
+
+
+def _custom(path: tuple[Any, ...], message: str) -> PydanticCustomError:
+    """A validation error whose message is ours and whose YAML path goes `path` below its own loc."""
+    return PydanticCustomError("pickloop", "{msg}", {"msg": message, "path": list(path)})
+
+
+def _config_error(
+    exc: ValidationError, data: dict[str, Any], lines: dict[tuple[Any, ...], int], file: str
+) -> ConfigError:
+    problems = []
+    for err in exc.errors(include_url=False):
+        loc, message = _describe(err, data)
+        problems.append((_line_for(loc, lines), _dotted(loc), message))
+    problems.sort(key=lambda p: p[0] or 0)
+    line, key, message = problems[0]
+    if len(problems) == 1:
+        error = ConfigError(message, file=file, line=line, key=key)
+    else:
+        body = "\n".join(f"  {ConfigError(m, file=file, line=ln, key=k)}" for ln, k, m in problems)
+        error = ConfigError(f"{len(problems)} problems in the config:\n{body}", file=file)
+        error.line, error.key = line, key
+    error.problems = problems  # type: ignore[attr-defined]
+    return error
+
+
+def _describe(err: Any, data: dict[str, Any]) -> tuple[tuple[Any, ...], str]:
+    """The YAML path of a pydantic error and a message that says what to do."""
+    kind = err["type"]
+    ctx = err.get("ctx") or {}
+    loc = _data_loc(err["loc"], data, keep_last=kind in ("missing", "extra_forbidden"))
+    if kind == "pickloop":
+        return (*loc, *ctx.get("path", ())), ctx["msg"]
+    if kind == "extra_forbidden":
+        return loc, f"unknown key{_suggest(str(loc[-1]), _keys_at(loc[:-1]))}"
+    if kind == "missing":
+        if len(loc) == 1:
+            return loc, f"required section is missing; add a `{loc[0]}:` section"
+        return loc, f"required key is missing; add `{loc[-1]}:` under `{_dotted(loc[:-1])}`"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return loc, f"expected a mapping of keys (a section), got {_show(err.get('input'))}"
+    if kind == "string_pattern_mismatch" and loc == ("run", "name"):
+        return loc, (
+            f"run names use letters, digits, '_', '.' and '-', start with a letter or digit and have "
+            f"at most 64 characters, got {_show(err.get('input'))}"
+        )
+    return loc, f"{err['msg']}, got {_show(err.get('input'))}"
+
+
+def _data_loc(loc: tuple[Any, ...], data: Any, *, keep_last: bool) -> tuple[Any, ...]:
+    """Keep the parts of a pydantic loc that exist in the YAML (drops union tags like `float`)."""
+    out: list[Any] = []
+    cur = data
+    for i, part in enumerate(loc):
+        present = (isinstance(cur, dict) and part in cur) or (
+            isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur)
+        )
+        if present:
+            out.append(part)
+            cur = cur[part]
+        elif keep_last and i == len(loc) - 1:
+            out.append(part)
+    return tuple(out)
+
+
+def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
+    """Line of the key at `loc`, else of its closest enclosing key present in the file."""
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """Valid keys of the section at `loc` (for suggestions)."""
+    model: Any = RunConfig
+    for part in loc:
+        field = model.model_fields.get(part) if _is_model(model) else None
+        model = field.annotation if field else None
+    return list(model.model_fields) if _is_model(model) else []
+
+
+def _is_model(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, BaseModel)
+
+
+def _suggest(key: str, valid: list[str], reference: str = "") -> str:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    if valid and len(valid) <= 20:
+        return f"; valid keys: {', '.join(valid)}"
+    return f"; see {reference}" if reference else ""
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- TRL / PEFT pass-through
+
+_PASSTHROUGH = {
+    "sft": ("trl", "SFTConfig", "https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig"),
+    "lora": ("peft", "LoraConfig", "https://huggingface.co/docs/peft/package_reference/lora"),
+}
+_FIELDS_CACHE: dict[str, dict[str, Any] | None] = {}
+
+
+def passthrough_fields(section: str) -> dict[str, Any] | None:
+    """`SFTConfig` (`sft`) or `LoraConfig` (`lora`) field names -> type hints; None without the library.
+
+    Imported lazily: TRL pulls in torch, which `pickloop --help` must not pay for.
+    """
+    if section not in _FIELDS_CACHE:
+        import dataclasses
+        import importlib
+        import typing
+
+        module_name, class_name, _ = _PASSTHROUGH[section]
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except ImportError:
+            _FIELDS_CACHE[section] = None
+            return None
+        try:
+            hints = typing.get_type_hints(cls)
+        except Exception:  # an unresolvable annotation: check names only
+            hints = {}
+        _FIELDS_CACHE[section] = {f.name: hints.get(f.name) for f in dataclasses.fields(cls) if f.init}
+    return _FIELDS_CACHE[section]
+
+
+def check_passthrough(value: dict[str, Any], section: str) -> dict[str, Any]:
+    """Check `train.sft`/`train.lora` keys and value types against the TRL/PEFT dataclass fields.
+
+    Numbers YAML reads as strings (`1e-4` is a string in YAML 1.1) come back as numbers.
+    """
+    if not value:
+        return value
+    fields = passthrough_fields(section)
+    if fields is None:
+        return value
+    from pydantic import TypeAdapter
+
+    _, class_name, reference = _PASSTHROUGH[section]
+    managed: dict[str, str] = {}
+    if section == "sft":
+        from loop.train import MANAGED_SFT_KEYS as managed  # the keys pickloop sets itself
+    out = dict(value)
+    for key, item in value.items():
+        if key in managed:
+            raise _custom((key,), f"cannot be set here: {managed[key]}; remove it")
+        if key not in fields:
+            raise _custom((key,), f"not a field of {class_name}{_suggest(key, list(fields), reference)}")
+        hint = fields[key]
+        if hint is None:
+            continue
+        try:
+            adapter = TypeAdapter(hint)
+        except Exception:  # a type pydantic cannot check (e.g. a plain class): leave it to the library
+            continue
+        try:
+            coerced = adapter.validate_python(item)
+        except ValidationError:
+            raise _custom(
+                (key,), f"{class_name}.{key} expects {_type_name(hint)}, got {_show(item)}"
+            ) from None
+        if isinstance(item, str) and isinstance(coerced, int | float) and not isinstance(coerced, bool):
+            out[key] = coerced
+    return out
+
+
+# --------------------------------------------------------------------------- secrets
+
+_SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|token|password|passwd|secret|private_key|credentials?)$")
+_NOT_SECRET = {"pad_token", "eos_token", "bos_token", "unk_token", "sep_token", "cls_token", "mask_token"}
+_SECRET_VALUE = re.compile(r"\bhf_[A-Za-z0-9]{30,}\b")
+
+
+def _secret_keys(data: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """YAML paths of keys named like a secret (api_key, token, password, ...) or values that are one."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            name = str(key).lower().replace("-", "_")
+            if name not in _NOT_SECRET and _SECRET_KEY.search(name):
+                yield (*path, key), "key"
+            else:
+                yield from _secret_keys(value, (*path, key))
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from _secret_keys(value, (*path, i))
+    elif isinstance(data, str) and _SECRET_VALUE.search(data):
+        yield path, "value"
+
+
+def read_secret(env_var: str, file: str | Path | None = None, *, required: bool = True) -> str | None:
+    """A credential from the environment, else from a file only its owner can read (mode 0600).
+
+    Errors name the variable and the file, never the secret. Returns None when nothing is given
+    and `required` is false (e.g. an embedded Argilla that has its own key).
+    """
+    value = os.environ.get(env_var, "").strip()
+    if value:
+        return value
+    if file is not None:
+        path = Path(_expand(str(file)))
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            raise ConfigError(
+                f"secret file does not exist; create it with mode 0600 or set {env_var}", file=path
+            ) from None
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError("secret file is not a regular file", file=path)
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"secret file is readable by group or others (mode {mode:04o}); run `chmod 600 {path}` "
+                f"or set {env_var} instead",
+                file=path,
+            )
+        value = path.read_text(encoding="utf-8").strip()
+        if not value:
+            raise ConfigError(f"secret file is empty; write the secret into it or set {env_var}", file=path)
+        return value
+    if required:
+        raise ConfigError(
+            f"no credential: set the {env_var} environment variable or name a file with mode 0600 "
+            "in the config"
+        )
+    return None
+
+
+# --------------------------------------------------------------------------- paths
+
+_HOME_VAR = re.compile(r"\$\{PICKLOOP_HOME\}|\$PICKLOOP_HOME\b")
+_MAYBE_LOCAL = {("data", "path"), ("model", "name_or_path")}
+_DATA_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow"}
+
+
+def _expand(value: str) -> str:
+    """`~` and `${PICKLOOP_HOME}` in paths, so configs can point at what `pickloop` built."""
+    return os.path.expanduser(_HOME_VAR.sub(lambda _: str(paths.home()), value))
+
+
+def _looks_local(value: str, base: Path) -> bool:
+    """A local path rather than a Hub id (`name` or `owner/name`)?"""
+    if value.startswith(("/", "./", "../", "~", "$")) or value in (".", ".."):
+        return True
+    if Path(value).suffix.lower() in _DATA_SUFFIXES or value.count("/") > 1:
+        return True
+    return (base / value).exists()
+
+
+def _is_path_type(annotation: Any) -> bool:
+    return annotation is Path or (
+        get_origin(annotation) in (Union, types.UnionType) and Path in get_args(annotation)
+    )
+
+
+def _resolve_paths(cfg: RunConfig, base: Path) -> None:
+    """Make every path field absolute against the config's folder; Hub ids stay as they are."""
+    for section_name in type(cfg).model_fields:
+        section = getattr(cfg, section_name)
+        for name, field in type(section).model_fields.items():
+            value = getattr(section, name)
+            if value is None:
+                continue
+            if _is_path_type(field.annotation):
+                setattr(section, name, Path(os.path.abspath(base / _expand(str(value)))))
+            elif (section_name, name) in _MAYBE_LOCAL and isinstance(value, str):
+                expanded = _expand(value)
+                if _looks_local(expanded, base):
+                    setattr(section, name, os.path.abspath(base / expanded))
+
+
+# --------------------------------------------------------------------------- hashing
+
+
+def config_hash(*sections: Any) -> str:
+    """sha256 of the canonical JSON of one or more sections: the state machine's "settings changed?".
+
+    Covers the effective settings (defaults included), so a changed default also redoes the phase.
+    Models, mappings and lists nest freely (`config_hash([cfg.model, cfg.train], {"round": 2})`).
+    """
+    payload = to_jsonable_python(sections[0] if len(sections) == 1 else list(sections))
+    text = json.dumps(
+        payload,
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+        default=str,
+    )
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def config_reference_markdown() -> str:
+    """The README's config reference: every key with type, default and description, from the models."""
+    out = [
+        "## Config reference",
+        "",
+        "Generated by `python -m loop.config --markdown` from `loop/config.py`. Unknown keys are errors.",
+        "Relative paths resolve against the config file's folder; `~` and `${PICKLOOP_HOME}` expand.",
+        "Secrets never go in the config: use `ARGILLA_API_KEY` / `HF_TOKEN` or files with mode 0600.",
+    ]
+    for name, field in RunConfig.model_fields.items():
+        model = field.annotation
+        doc = (model.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        out += ["", f"### `{name}`" + (" (required)" if field.is_required() else ""), ""]
+        if doc:
+            out += [doc, ""]
+        out += ["| key | type | default | description |", "|---|---|---|---|"]
+        for key, f in model.model_fields.items():
+            cells = [
+                f"`{name}.{key}`",
+                _type_name(f.annotation) + _constraints(f),
+                _default(f),
+                f.description or "",
+            ]
+            out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
+def _md_cell(text: str) -> str:
+    """Escape a table cell: `|` everywhere, a tag-like `<` outside code spans (`<name>` reads as HTML)."""
+    parts = text.replace("|", "\\|").split("`")
+    return "`".join(p if i % 2 else re.sub(r"<(?=[A-Za-z/!])", "&lt;", p) for i, p in enumerate(parts))
+
+
+_TYPE_NAMES = {str: "string", int: "integer", float: "number", bool: "boolean", Path: "path"}
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is type(None):
+        return "null"
+    if isinstance(annotation, type) and annotation in _TYPE_NAMES:
+        return _TYPE_NAMES[annotation]
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(json.dumps(a) for a in get_args(annotation))
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in get_args(annotation))
+    if origin is list:
+        args = get_args(annotation)
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict or annotation is dict:
+        return "mapping"
+    if _is_model(annotation):
+        return "section"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _constraints(field: Any) -> str:
+    ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    parts = []
+    for meta in field.metadata:
+        for attr, op in ops.items():
+            if getattr(meta, attr, None) is not None:
+                parts.append(f"{op} {getattr(meta, attr)}")
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _default(field: Any) -> str:
+    if field.is_required():
+        return "required"
+    value = field.get_default(call_default_factory=True)
+    if isinstance(value, BaseModel):
+        return "(section defaults)"
+    return f"`{json.dumps(value, default=str)}`"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m loop.config --markdown` prints the reference; `--check FILE` validates a config."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m loop.config", description=main.__doc__)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--markdown", action="store_true", help="print the config reference (Markdown)")
+    group.add_argument("--check", metavar="CONFIG", help="validate a run config file")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        sys.stdout.write(config_reference_markdown())
+        return 0
+    try:
+        cfg = load_config(args.check)
+    except ConfigError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.check}: ok (run {cfg.run.name!r}, run directory {cfg.run_dir()})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,12 +14,23 @@ class PickloopError(Exception):
 
 
 class ConfigError(PickloopError, ValueError):
-    """A run config is invalid: raised with the YAML path of the offending key."""
+    """A run config is invalid: raised with the file, line (1-based) and YAML path of the offending key."""
 
-    def __init__(self, message: str, *, file: str | Path | None = None, key: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        key: str | None = None,
+        line: int | None = None,
+    ):
         self.file = str(file) if file is not None else None
         self.key = key
-        where = ", ".join(p for p in (self.file, f"key {key!r}" if key else None) if p)
+        self.line = line
+        place = self.file + (f":{line}" if line is not None else "") if self.file else None
+        if place is None and line is not None:
+            place = f"line {line}"
+        where = ", ".join(p for p in (place, f"key {key!r}" if key else None) if p)
         super().__init__(f"{where}: {message}" if where else message)
 
 

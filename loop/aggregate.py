@@ -1,0 +1,422 @@
+"""Aggregate labelers' rankings into one answer per assistant turn, with agreement and provenance.
+
+Pure functions over small dataclasses (no I/O), so every rule below is tested with exact numbers.
+
+Rules, per record (one (example, turn)), in order:
+
+1. Fewer submitted responses than `min_submitted` (none at all, by default): keep the current answer
+   (`choice="original"`); the record was not completed.
+2. A written/edited answer wins over ranked candidates: labelers write one only when no candidate is
+   right. With several, the editor whose ranking agrees most with the consensus wins (Kendall's
+   tau-b against the Borda scores); further ties go to the alphabetically first username, so the
+   result does not depend on response order. An "edit" equal to a candidate or to the current
+   answer (whitespace aside) is not an edit: the UI pre-fills the text box, and a labeler who left it
+   as it was chose by ranking.
+3. "None acceptable" from a strict majority of the submitted responses keeps the current answer and
+   flags the record (`flagged_none_acceptable`) for a human to look at; nothing better was offered.
+4. Otherwise the Borda winner. An annotator ranking n candidates gives n-1 points to the first place
+   down to 0 for the last; tied candidates share the average of the points of the places they occupy
+   (so every ranking hands out the same total). Candidates an annotator left unranked tie for last.
+   Equal Borda totals are broken by, in order: the current answer (a change must be earned, and
+   keeping it avoids churn between rounds), the greedy candidate (the model's own best guess, the
+   most reproducible and, as DESIGN.md notes, the likeliest to be right), then slot order as given
+   (the generation order). This is a fixed order over the inputs, so the decision is deterministic.
+
+Agreement is Kendall's W with the tie correction, over the annotators who ranked the record:
+W = 12 S / (m^2 (n^3 - n) - m sum_j T_j), where S is the sum of squared deviations of the candidates'
+rank sums from their mean and T_j = sum (t^3 - t) over annotator j's tie groups of size t. With fewer
+than two rankings (or nothing to order) agreement is undefined: None, not 1.0. A round's agreement is
+the mean over the records where it is defined.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+Choice = Literal["original", "model", "edited"]
+CHOICES: tuple[Choice, ...] = ("original", "model", "edited")
+
+
+@dataclass(frozen=True)
+class RecordCandidates:
+    """What labelers saw for one assistant turn."""
+
+    record_id: str
+    example_id: str
+    turn: int
+    """Index in the conversation's `messages` of the assistant turn being decided."""
+    slots: dict[str, str]
+    """Slot name -> candidate text, in generation order (that order is the last tie-break)."""
+    current: str
+    """The dataset's current answer for this turn (kept when nothing better is chosen)."""
+    original_slot: str | None = None
+    """The slot showing `current`; None when it was not offered."""
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Slot -> generation settings; the greedy candidate has `temperature: 0` (or `do_sample: false`)."""
+
+
+@dataclass(frozen=True)
+class Response:
+    """One annotator's submitted response to one record."""
+
+    annotator: str
+    ranking: Sequence[tuple[str, int]] = ()
+    """(slot, rank) pairs, rank 1 best; equal ranks are ties; only the order of ranks matters."""
+    edited: str | None = None
+    """A written or edited answer, if any."""
+    none_acceptable: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer one (example, turn) gets this round, and why."""
+
+    record_id: str
+    example_id: str
+    turn: int
+    answer: str
+    choice: Choice
+    winning_slot: str | None
+    """Slot of the chosen answer; None for an edited answer."""
+    settings: dict[str, Any] | None
+    """Generation settings of the chosen model candidate; None for `original` and `edited`."""
+    annotator_count: int
+    """Submitted responses."""
+    agreement: float | None
+    """Kendall's W over the annotators' rankings; None with fewer than two rankings."""
+    flagged_none_acceptable: bool
+    """A strict majority said no candidate is acceptable."""
+    borda: dict[str, float]
+    """Slot -> Borda points summed over annotators."""
+    completed: bool = True
+    """At least `min_submitted` responses; otherwise the current answer is kept."""
+    editor: str | None = None
+    """Annotator whose edited answer won (kept out of published rows)."""
+    changed: bool = False
+    """The answer differs from the current one."""
+
+
+@dataclass(frozen=True)
+class RoundAggregate:
+    """A round's decisions and the numbers the lineage table and the report show."""
+
+    round: int
+    decisions: tuple[Decision, ...]
+    counts: dict[str, int]
+    """Decisions by choice: original / model / edited."""
+    changed: int
+    completed: int
+    flagged_none_acceptable: int
+    discarded: int
+    """Discarded responses (ignored), as counted by the pull step."""
+    draft: int
+    """Draft responses (ignored), as counted by the pull step."""
+    mean_agreement: float | None
+
+    @property
+    def records(self) -> int:
+        return len(self.decisions)
+
+
+# --------------------------------------------------------------------------- rank arithmetic
+
+
+def tie_groups(ranking: Sequence[tuple[str, int]], slots: Sequence[str]) -> list[list[str]]:
+    """Slots grouped by rank, best first; slots missing from the ranking form a last group."""
+    by_rank: dict[int, list[str]] = {}
+    for slot, rank in ranking:
+        by_rank.setdefault(int(rank), []).append(slot)
+    groups = [by_rank[r] for r in sorted(by_rank)]
+    ranked = {s for s, _ in ranking}
+    missing = [s for s in slots if s not in ranked]
+    return groups + [missing] if missing else groups
+
+
+def borda_points(ranking: Sequence[tuple[str, int]], slots: Sequence[str]) -> dict[str, Fraction]:
+    """n-1 points for first place down to 0 for last; a tie group shares its places' average."""
+    n = len(slots)
+    points: dict[str, Fraction] = {}
+    place = 0
+    for group in tie_groups(ranking, slots):
+        share = Fraction(sum(n - 1 - p for p in range(place, place + len(group))), len(group))
+        for slot in group:
+            points[slot] = share
+        place += len(group)
+    return points
+
+
+def fractional_ranks(ranking: Sequence[tuple[str, int]], slots: Sequence[str]) -> dict[str, Fraction]:
+    """Ranks 1..n, tied slots getting the mean of the places they occupy (as Kendall's W needs)."""
+    ranks: dict[str, Fraction] = {}
+    place = 1
+    for group in tie_groups(ranking, slots):
+        mean = Fraction(2 * place + len(group) - 1, 2)
+        for slot in group:
+            ranks[slot] = mean
+        place += len(group)
+    return ranks
+
+
+def kendalls_w(rankings: Sequence[Sequence[tuple[str, int]]], slots: Sequence[str]) -> float | None:
+    """Kendall's coefficient of concordance with the tie correction; None when undefined."""
+    m, n = len(rankings), len(slots)
+    if m < 2 or n < 2:
+        return None
+    per_rater = [fractional_ranks(r, slots) for r in rankings]
+    sums = [sum((ranks[s] for ranks in per_rater), Fraction(0)) for s in slots]
+    mean = sum(sums, Fraction(0)) / n
+    s = sum(((x - mean) ** 2 for x in sums), Fraction(0))
+    ties = sum(len(g) ** 3 - len(g) for r in rankings for g in tie_groups(r, slots))
+    denominator = m * m * (n**3 - n) - m * ties
+    if denominator == 0:  # every annotator tied every candidate: nothing to agree on
+        return None
+    return float(12 * s / denominator)
+
+
+def kendall_tau_b(x: Mapping[str, Fraction | float], y: Mapping[str, Fraction | float]) -> float:
+    """Kendall's tau-b between two scorings of the same slots (higher is better in both).
+
+    0.0 when either side ties everything (no order to agree with).
+    """
+    keys = list(x)
+    concordant = discordant = ties_x = ties_y = 0
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            dx = (x[a] > x[b]) - (x[a] < x[b])
+            dy = (y[a] > y[b]) - (y[a] < y[b])
+            if dx == 0:
+                ties_x += 1
+            if dy == 0:
+                ties_y += 1
+            if dx * dy > 0:
+                concordant += 1
+            elif dx * dy < 0:
+                discordant += 1
+    pairs = len(keys) * (len(keys) - 1) // 2
+    denominator = math.sqrt((pairs - ties_x) * (pairs - ties_y))
+    return (concordant - discordant) / denominator if denominator else 0.0
+
+
+# --------------------------------------------------------------------------- decisions
+
+
+def _is_greedy(settings: Mapping[str, Any] | None) -> bool:
+    if not settings:
+        return False
+    return bool(
+        settings.get("greedy") is True
+        or settings.get("do_sample") is False
+        or settings.get("temperature") in (0, 0.0)
+    )
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _check(record: RecordCandidates, responses: Sequence[Response]) -> None:
+    """Responses that do not fit the record are a bug upstream: fail loudly, never guess."""
+    if record.original_slot is not None and record.original_slot not in record.slots:
+        raise ValueError(f"{record.record_id}: original slot {record.original_slot!r} is not a slot")
+    seen: set[str] = set()
+    for resp in responses:
+        if resp.annotator in seen:
+            raise ValueError(f"{record.record_id}: two responses from {resp.annotator!r}")
+        seen.add(resp.annotator)
+        ranked = [s for s, _ in resp.ranking]
+        unknown = sorted(set(ranked) - set(record.slots))
+        if unknown:
+            raise ValueError(f"{record.record_id}: {resp.annotator!r} ranked unknown slots {unknown}")
+        if len(ranked) != len(set(ranked)):
+            raise ValueError(f"{record.record_id}: {resp.annotator!r} ranked a slot twice")
+
+
+def decide(record: RecordCandidates, responses: Sequence[Response], *, min_submitted: int = 1) -> Decision:
+    """The answer for one (example, turn); see the module docstring for the rules."""
+    _check(record, responses)
+    slots = list(record.slots)
+    ranked = [r for r in responses if r.ranking]
+    borda: dict[str, Fraction] = {s: Fraction(0) for s in slots}
+    for resp in ranked:
+        for slot, pts in borda_points(resp.ranking, slots).items():
+            borda[slot] += pts
+    agreement = kendalls_w([r.ranking for r in ranked], slots)
+    flagged = 2 * sum(r.none_acceptable for r in responses) > len(responses)
+    base = {
+        "record_id": record.record_id,
+        "example_id": record.example_id,
+        "turn": record.turn,
+        "annotator_count": len(responses),
+        "agreement": agreement,
+        "flagged_none_acceptable": flagged,
+        "borda": {s: float(v) for s, v in borda.items()},
+    }
+    keep = {"answer": record.current, "choice": "original", "winning_slot": record.original_slot}
+    if len(responses) < max(1, min_submitted):
+        return Decision(**base, **keep, settings=None, completed=False)
+
+    offered = {_norm(t) for t in record.slots.values()} | {_norm(record.current)}
+    edits = [r for r in responses if r.edited and _norm(r.edited) and _norm(r.edited) not in offered]
+    if edits:
+        winner = _consensus_editor(edits, borda, slots)
+        answer = winner.edited.strip()  # type: ignore[union-attr]
+        return Decision(
+            **base,
+            answer=answer,
+            choice="edited",
+            winning_slot=None,
+            settings=None,
+            editor=winner.annotator,
+            changed=answer != record.current,
+        )
+    if flagged or not slots:
+        return Decision(**base, **keep, settings=None)
+
+    order = {s: i for i, s in enumerate(slots)}
+    best = max(
+        slots,
+        key=lambda s: (
+            borda[s],
+            s == record.original_slot,
+            _is_greedy(record.settings.get(s)),
+            -order[s],
+        ),
+    )
+    if best == record.original_slot:
+        return Decision(**base, **keep, settings=None)
+    answer = record.slots[best]
+    return Decision(
+        **base,
+        answer=answer,
+        choice="model",
+        winning_slot=best,
+        settings=dict(record.settings.get(best) or {}),
+        changed=answer != record.current,
+    )
+
+
+def _consensus_editor(edits: Sequence[Response], borda: Mapping[str, Fraction], slots: list[str]) -> Response:
+    """The editor whose ranking agrees most with the Borda consensus; then by username."""
+
+    def agreement(resp: Response) -> float:
+        if not resp.ranking:
+            return -math.inf  # no ranking: no evidence the editor agrees with anyone
+        mine = {s: -r for s, r in fractional_ranks(resp.ranking, slots).items()}
+        return kendall_tau_b(mine, borda)
+
+    return min(edits, key=lambda r: (-agreement(r), r.annotator))
+
+
+def aggregate_round(
+    round_n: int,
+    records: Iterable[RecordCandidates],
+    responses: Mapping[str, Sequence[Response]],
+    *,
+    discarded: int = 0,
+    draft: int = 0,
+    min_submitted: int = 1,
+) -> RoundAggregate:
+    """Decide every record of a round; `responses` maps record id -> its submitted responses."""
+    decisions = tuple(
+        decide(rec, responses.get(rec.record_id, ()), min_submitted=min_submitted) for rec in records
+    )
+    counts = {c: 0 for c in CHOICES}
+    for d in decisions:
+        counts[d.choice] += 1
+    defined = [d.agreement for d in decisions if d.agreement is not None]
+    return RoundAggregate(
+        round=round_n,
+        decisions=decisions,
+        counts=counts,
+        changed=sum(d.changed for d in decisions),
+        completed=sum(d.completed for d in decisions),
+        flagged_none_acceptable=sum(d.flagged_none_acceptable for d in decisions),
+        discarded=discarded,
+        draft=draft,
+        mean_agreement=sum(defined) / len(defined) if defined else None,
+    )
+
+
+# --------------------------------------------------------------------------- applying decisions
+
+_STRENGTH = {"original": 0, "model": 1, "edited": 2}
+
+
+def _settings_json(settings: Mapping[str, Any] | None) -> str | None:
+    return json.dumps(settings, sort_keys=True, default=str) if settings is not None else None
+
+
+def apply_decisions(
+    rows: Sequence[Mapping[str, Any]], decisions: Iterable[Decision], round_n: int
+) -> list[dict[str, Any]]:
+    """The next dataset: each decided assistant turn's content replaced, provenance columns added.
+
+    Rows are `{"id", "messages", ...}`; inputs are not modified. Every row gets `round`, `choice`,
+    `annotator_count`, `agreement`, `generation_settings` (JSON or None) and `turns` (one entry per
+    assistant turn, same keys plus `turn`). For a multi-turn conversation the row-level values
+    summarise its turns: the strongest choice (edited > model > original), the fewest annotators,
+    the mean defined agreement, and the settings when exactly one turn took a model answer.
+    Turns without a decision keep their content and count as `original` with 0 annotators; a turn
+    decided `original` keeps the row's content as it is.
+    """
+    by_key: dict[tuple[str, int], Decision] = {}
+    for d in decisions:
+        key = (str(d.example_id), d.turn)
+        if key in by_key:
+            raise ValueError(f"two decisions for example {d.example_id!r} turn {d.turn}")
+        by_key[key] = d
+    used: set[tuple[str, int]] = set()
+    out = []
+    for row in rows:
+        messages = [dict(m) for m in row["messages"]]
+        turns = []
+        for i, msg in enumerate(messages):
+            if msg.get("role") != "assistant":
+                continue
+            d = by_key.get((str(row["id"]), i))
+            if d is None:
+                turns.append(_turn_info(i, "original", 0, None, None))
+                continue
+            used.add((str(row["id"]), i))
+            if d.choice != "original":  # the row is the truth for a kept answer, not a copy of it
+                msg["content"] = d.answer
+            turns.append(_turn_info(i, d.choice, d.annotator_count, d.agreement, d.settings))
+        out.append({**row, "messages": messages, "round": round_n, **_summary(turns), "turns": turns})
+    stray = sorted(set(by_key) - used)
+    if stray:
+        ex, turn = stray[0]
+        raise ValueError(
+            f"{len(stray)} decisions match no assistant turn, e.g. example {ex!r} turn {turn} "
+            "(turn is the index of the assistant message in `messages`)"
+        )
+    return out
+
+
+def _turn_info(
+    turn: int, choice: str, count: int, agreement: float | None, settings: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    return {
+        "turn": turn,
+        "choice": choice,
+        "annotator_count": count,
+        "agreement": agreement,
+        "generation_settings": _settings_json(settings),
+    }
+
+
+def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
+    if not turns:
+        return {"choice": "original", "annotator_count": 0, "agreement": None, "generation_settings": None}
+    defined = [t["agreement"] for t in turns if t["agreement"] is not None]
+    models = [t["generation_settings"] for t in turns if t["choice"] == "model"]
+    return {
+        "choice": max((t["choice"] for t in turns), key=_STRENGTH.__getitem__),
+        "annotator_count": min(t["annotator_count"] for t in turns),
+        "agreement": sum(defined) / len(defined) if defined else None,
+        "generation_settings": models[0] if len(models) == 1 else None,
+    }
