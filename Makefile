@@ -8,6 +8,7 @@ demo: install
 	.venv/bin/pickloop demo $(DEMO_ARGS)
 
 test: install
+	bash scripts/install_browser.sh
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
