@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from loop import fsutil
 from loop.config import PublishSettings, read_secret
 from loop.errors import HubError, NotFoundError
-from loop.retry import is_retryable, status_of, with_retries
+from loop.retry import is_retryable, status_of, transport_errors, with_retries
 
 if TYPE_CHECKING:
     import datasets
@@ -279,25 +279,6 @@ def _hub_error(exc: BaseException, what: str, repo_id: str, token: str | None) -
     return error
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
-    """Connection-level error types of the HTTP clients huggingface_hub may use (httpx2, httpx, requests)."""
-    types: list[type[BaseException]] = []
-    for module, name in (
-        ("httpx2", "TransportError"),
-        ("httpx", "TransportError"),
-        ("requests", "ConnectionError"),
-    ):
-        try:
-            types.append(getattr(__import__(module), name))
-        except (ImportError, AttributeError):
-            continue
-    return tuple(types)
-
-
-def _retryable(exc: BaseException) -> bool:
-    return is_retryable(exc) or (status_of(exc) is None and isinstance(exc, _transport_errors()))
-
-
 # -- Hub backend ----------------------------------------------------------------------------------
 
 
@@ -325,7 +306,7 @@ class HubPublisher:
         self._retry: dict[str, Any] = {
             "max_tries": max_tries,
             "base_wait": base_wait,
-            "retryable": _retryable,
+            "retryable": is_retryable,
         }
         if sleep is not None:
             self._retry["sleep"] = sleep
@@ -346,7 +327,7 @@ class HubPublisher:
             return with_retries(fn, what=f"Hub {what}", **self._retry)
         except HubError:
             raise
-        except (HfHubHTTPError, *_transport_errors()) as exc:
+        except (HfHubHTTPError, *transport_errors()) as exc:
             raise _hub_error(exc, what, self.repo_id, self.token) from None
         except LocalTokenNotFoundError:
             raise HubError(

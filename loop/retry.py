@@ -29,12 +29,31 @@ def status_of(exc: BaseException) -> int | None:
     return status if isinstance(status, int) else None
 
 
+def transport_errors() -> tuple[type[BaseException], ...]:
+    """Connection-level error classes of the HTTP clients in use (huggingface_hub 2.x uses httpx2)."""
+    found: list[type[BaseException]] = [httpx.TransportError, ConnectionError, TimeoutError]
+    try:
+        import httpx2
+
+        found.append(httpx2.TransportError)
+    except ImportError:
+        pass
+    try:
+        import requests
+
+        found.append(requests.ConnectionError)
+        found.append(requests.Timeout)
+    except ImportError:
+        pass
+    return tuple(found)
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Connection-level failures and 408/429/5xx answers are worth another try; nothing else is."""
     status = status_of(exc)
     if status is not None:
         return status in RETRYABLE_STATUS
-    return isinstance(exc, httpx.TransportError | ConnectionError | TimeoutError)
+    return isinstance(exc, transport_errors())
 
 
 def _retry_after(exc: BaseException) -> float | None:
