@@ -1,0 +1,159 @@
+"""Simulated labelers for the unattended demo. Clearly a simulation, and announced as one.
+
+Each simulated labeler is a real Argilla annotator account acting through the same `/api/v1/me/...`
+endpoints the UI uses: it fetches its pending queue, ranks the candidates by similarity to the
+reference answer (token F1 plus Gaussian noise, so labelers disagree a little), sometimes writes the
+reference as a better answer when no candidate is close, and sometimes discards. It runs beside the
+driver like real labelers would, knowing nothing of it: it watches the workspace for round datasets.
+"""
+
+from __future__ import annotations
+
+import _thread
+import json
+import logging
+import random
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from argilla_setup import rankings, schema
+from argilla_setup.connection import Api, Connection
+from argilla_setup.users import credentials_file
+from loop.metrics import token_f1
+
+log = logging.getLogger("pickloop.simulate")
+
+
+@dataclass(frozen=True)
+class LabelerStyle:
+    noise: float = 0.08  # std-dev of the noise added to each candidate's similarity
+    edit_below: float = 0.6  # write the reference when the best candidate scores below this...
+    edit_rate: float = 0.5  # ...this often
+    discard_rate: float = 0.02
+
+
+@dataclass
+class LabelerStats:
+    submitted: int = 0
+    edited: int = 0
+    discarded: int = 0
+    ties: int = 0
+
+
+def decide(
+    candidates: Mapping[str, str], reference: str, rng: random.Random, style: LabelerStyle
+) -> tuple[str, dict | None, bool, bool]:
+    """One record: (status, response values, edited?, tie?). Scores are rounded so near-equal
+    candidates tie, as people's rankings do."""
+    if rng.random() < style.discard_rate:
+        return "discarded", None, False, False
+    scores = {
+        slot: round(token_f1(text, reference) + rng.gauss(0, style.noise), 1)
+        for slot, text in candidates.items()
+    }
+    groups: dict[float, list[str]] = {}
+    for slot, score in scores.items():
+        groups.setdefault(score, []).append(slot)
+    order = [sorted(groups[s]) for s in sorted(groups, reverse=True)]
+    tie = any(len(g) > 1 for g in order)
+    best_true = max((token_f1(t, reference) for t in candidates.values() if t), default=0.0)
+    edit = best_true < style.edit_below and rng.random() < style.edit_rate
+    values = rankings.response_values(order, better_answer=reference if edit else None)
+    return "submitted", values, edit, tie
+
+
+class SimulatedLabelers(threading.Thread):
+    """Label every pending record of every `<run>-round-N` dataset until stopped."""
+
+    def __init__(
+        self,
+        api_url: str,
+        home: Path,
+        names: Sequence[str],
+        references: Mapping[str, str],
+        *,
+        run: str,
+        workspace: str,
+        seed: int = 0,
+        style: LabelerStyle = LabelerStyle(),
+        interval: float = 0.5,
+    ):
+        super().__init__(name="pickloop-simulated-labelers", daemon=True)
+        self.api_url, self.home, self.names = api_url, home, list(names)
+        self.references, self.run_name, self.workspace = references, run, workspace
+        self.seed, self.style, self.interval = seed, style, interval
+        self.stats = {n: LabelerStats() for n in self.names}
+        self.stop_event = threading.Event()
+        self.error: BaseException | None = None
+        self.max_failures = 10
+
+    def _api(self, name: str) -> Api | None:
+        """The labeler's client, or None while the driver has not created the account yet."""
+        try:
+            creds = json.loads(credentials_file(name, self.home).read_text())
+        except FileNotFoundError:
+            return None
+        return Api(Connection(self.api_url, creds["api_key"]))
+
+    def label_once(self) -> int:
+        """One pass over every labeler's queue; returns how many responses were sent."""
+        sent = 0
+        for name in self.names:
+            api = self._api(name)
+            if api is None:
+                continue
+            with api:
+                prefix = f"{self.run_name}-round-"
+                for ds in api.get("/api/v1/me/datasets")["items"]:
+                    if ds["name"].startswith(prefix):
+                        sent += self._label_dataset(api, name, ds["id"])
+        return sent
+
+    def _label_dataset(self, api: Api, name: str, dataset_id: str) -> int:
+        sent = 0
+        questions = api.get(f"/api/v1/datasets/{dataset_id}/questions")["items"]
+        ranking = next(q for q in questions if q["name"] == schema.RANKING_QUESTION)
+        slots = [opt["value"] for opt in ranking["settings"]["options"]]
+        while not self.stop_event.is_set():
+            records, _ = rankings.pending_records(api, dataset_id, limit=100)
+            if not records:
+                return sent
+            items = []
+            for rec in records:
+                fields = rec["fields"]
+                example = rec["metadata"].get(schema.META_EXAMPLE_ID, "")
+                rng = random.Random(f"{self.seed}:{name}:{rec['id']}")
+                cands = {slot: fields.get(slot) or "" for slot in slots}
+                status, values, edited, tie = decide(cands, self.references.get(example, ""), rng, self.style)
+                st = self.stats[name]
+                st.submitted += status == "submitted"
+                st.discarded += status == "discarded"
+                st.edited += edited
+                st.ties += tie
+                items.append((rec["id"], values, status))
+            sent += rankings.submit_responses(api, items)
+        return sent
+
+    def run(self) -> None:
+        """Label until stopped. Passing failures (a busy server) are retried; after `max_failures`
+        in a row the error is kept in `error` and the main thread is interrupted, so a demo never
+        waits forever for labelers that are gone."""
+        failures = 0
+        while not self.stop_event.is_set():
+            try:
+                self.label_once()
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                log.warning("simulated labelers: %s (%d/%d)", exc, failures, self.max_failures)
+                if failures >= self.max_failures:
+                    self.error = exc
+                    _thread.interrupt_main()
+                    return
+            self.stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        self.join(timeout=30)

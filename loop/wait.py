@@ -1,0 +1,242 @@
+"""Wait step: block until labelers have completed enough records of a round's dataset.
+
+Argilla marks a record `completed` once `min_submitted` annotators submitted it. The driver listens
+for Argilla's `record.completed` webhook (sent by the server's rq worker, signed per Standard
+Webhooks) when it can receive it, and polls the progress endpoint as the fallback. A webhook only
+wakes the loop early: completion is always decided from the server's progress numbers, so a lost,
+duplicated or forged event changes nothing. Server errors back off; Ctrl-C leaves nothing to undo.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from argilla_setup.connection import Api
+from loop.config import WaitSettings
+from loop.errors import WaitTimeout
+from loop.retry import is_retryable
+
+log = logging.getLogger("pickloop.wait")
+
+RECORD_COMPLETED = "record.completed"
+MAX_ERROR_BACKOFF_S = 60.0
+
+
+@dataclass(frozen=True)
+class UserProgress:
+    username: str
+    submitted: int
+    draft: int
+    discarded: int
+
+
+@dataclass(frozen=True)
+class Progress:
+    total: int
+    completed: int
+    pending: int
+    users: tuple[UserProgress, ...] = ()
+
+    @property
+    def fraction(self) -> float:
+        return self.completed / self.total if self.total else 1.0
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    progress: Progress
+    reason: str  # "completed" | "fraction" | "timeout"
+    seconds: float
+    polls: int
+    webhook_events: int
+    detect_latency_s: float | None = None  # from the last webhook event to the decision, when one woke us
+
+
+def dataset_progress(api: Api, dataset_id: str) -> Progress:
+    """Completed/pending counts plus each labeler's submitted/draft/discarded responses."""
+    body = api.get(f"/api/v1/datasets/{dataset_id}/progress")
+    users = api.get(f"/api/v1/datasets/{dataset_id}/users/progress").get("users", [])
+    per_user = []
+    for u in users:
+        done = {**{"submitted": 0, "draft": 0, "discarded": 0}, **(u.get("completed") or {})}
+        todo = u.get("pending") or {}
+        per_user.append(
+            UserProgress(
+                u["username"],
+                done["submitted"] + todo.get("submitted", 0),
+                done["draft"] + todo.get("draft", 0),
+                done["discarded"] + todo.get("discarded", 0),
+            )
+        )
+    return Progress(int(body["total"]), int(body["completed"]), int(body["pending"]), tuple(per_user))
+
+
+@dataclass
+class WebhookListener:
+    """A local HTTP endpoint registered as an Argilla webhook for `record.completed` on one dataset.
+
+    Registration is idempotent per `tag`: webhooks left behind by a killed driver with the same tag
+    are deleted on entry, and ours is deleted on exit.
+    """
+
+    api: Api
+    dataset_id: str
+    tag: str
+    host: str = "127.0.0.1"
+    public_url: str | None = None
+    wake: threading.Event = field(default_factory=threading.Event)
+    events: int = 0
+    last_event_at: float | None = None
+    _server: ThreadingHTTPServer | None = None
+    _webhook_id: str | None = None
+    _secret: str | None = None
+
+    def __enter__(self) -> WebhookListener:
+        self._delete_stale()
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server API
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status = 204 if listener._accept(body, dict(self.headers)) else 400
+                self.send_response(status)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        threading.Thread(target=self._server.serve_forever, name="pickloop-webhooks", daemon=True).start()
+        url = self.public_url or f"http://{self.host}:{self._server.server_address[1]}/argilla"
+        created = self.api.post(
+            "/api/v1/webhooks", json={"url": url, "events": [RECORD_COMPLETED], "description": self.tag}
+        )
+        self._webhook_id, self._secret = created["id"], created["secret"]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._webhook_id:
+            try:
+                self.api.delete(f"/api/v1/webhooks/{self._webhook_id}")
+            except Exception as err:  # the server may be gone; the next run deletes it by tag
+                log.warning("could not delete webhook %s: %s", self._webhook_id, type(err).__name__)
+        if self._server:
+            self._server.shutdown()
+            self._server.server_close()
+
+    def _delete_stale(self) -> None:
+        for hook in self.api.get("/api/v1/webhooks").get("items", []):
+            if hook.get("description") == self.tag:
+                self.api.delete(f"/api/v1/webhooks/{hook['id']}")
+
+    def _accept(self, body: bytes, headers: dict[str, str]) -> bool:
+        from standardwebhooks.webhooks import Webhook
+
+        try:
+            payload = Webhook(self._secret or "").verify(body, {k.lower(): v for k, v in headers.items()})
+        except Exception:
+            log.warning("rejected a webhook call with a bad signature")
+            return False
+        if isinstance(payload, str | bytes):
+            payload = json.loads(payload)
+        data = payload.get("data") or {}
+        dataset = (data.get("dataset") or {}).get("id")
+        if payload.get("type") == RECORD_COMPLETED and (dataset is None or str(dataset) == self.dataset_id):
+            self.events += 1
+            self.last_event_at = time.monotonic()
+            self.wake.set()
+        return True
+
+
+def _target_reached(p: Progress, min_fraction: float) -> str | None:
+    if p.total and p.completed >= p.total:
+        return "completed"
+    if p.total and p.fraction >= min_fraction:
+        return "fraction"
+    return None
+
+
+def wait_for_completion(
+    api: Api,
+    dataset_id: str,
+    settings: WaitSettings,
+    *,
+    tag: str,
+    on_progress: Callable[[Progress], None] | None = None,
+    wake: threading.Event | None = None,
+) -> WaitResult:
+    """Poll (and listen) until the completion target or the timeout; returns why it stopped.
+
+    Raises `WaitTimeout` at the deadline unless `settings.on_timeout` is "proceed".
+    """
+    started = time.monotonic()
+    deadline = started + settings.timeout_s if settings.timeout_s else None
+    listener = None
+    if settings.webhooks:
+        try:
+            listener = WebhookListener(api, dataset_id, tag, wake=wake or threading.Event()).__enter__()
+        except Exception as err:
+            log.warning(
+                "webhooks unavailable (%s); polling every %.1fs", type(err).__name__, settings.poll_interval_s
+            )
+    wake_event = listener.wake if listener else (wake or threading.Event())
+    polls, error_wait, last = 0, settings.poll_interval_s, None
+    try:
+        while True:
+            try:
+                progress = dataset_progress(api, dataset_id)
+                polls += 1
+                error_wait = settings.poll_interval_s
+            except Exception as err:
+                if not is_retryable(err) and not isinstance(err, OSError):
+                    raise
+                error_wait = min(error_wait * 2, MAX_ERROR_BACKOFF_S)
+                log.warning("progress check failed (%s); next try in %.0fs", type(err).__name__, error_wait)
+                progress = None
+            if progress is not None:
+                if progress != last and on_progress:
+                    on_progress(progress)
+                last = progress
+                reason = _target_reached(progress, settings.min_completed_fraction)
+                if reason:
+                    latency = None
+                    if listener and listener.last_event_at is not None:
+                        latency = time.monotonic() - listener.last_event_at
+                    return WaitResult(
+                        progress,
+                        reason,
+                        time.monotonic() - started,
+                        polls,
+                        listener.events if listener else 0,
+                        latency,
+                    )
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                result = WaitResult(
+                    last or Progress(0, 0, 0),
+                    "timeout",
+                    now - started,
+                    polls,
+                    listener.events if listener else 0,
+                )
+                if settings.on_timeout == "proceed":
+                    return result
+                done = f"{last.completed}/{last.total}" if last else "unknown"
+                raise WaitTimeout(
+                    f"labelers completed {done} records before the {settings.timeout_s:.0f}s timeout; "
+                    "re-run to keep waiting, or set wait.on_timeout: proceed"
+                )
+            pause = error_wait if progress is None else settings.poll_interval_s
+            if deadline is not None:
+                pause = min(pause, max(0.0, deadline - now))
+            wake_event.wait(pause)
+            wake_event.clear()
+    finally:
+        if listener:
+            listener.__exit__(None, None, None)

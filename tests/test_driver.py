@@ -1,0 +1,186 @@
+"""End to end: real embedded Argilla, real TRL training of the tiny model, scripted annotators that
+answer through the same endpoints the UI uses, and the local revision store."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from ml_fixtures import FAST_LORA, FAST_SFT, qa_examples, tiny_model, write_jsonl  # noqa: F401
+
+from argilla_setup import rankings, schema
+from argilla_setup.connection import Api, Connection
+from argilla_setup.users import credentials_file
+from loop.annotate import read_plan, read_push
+from loop.config import load_config
+from loop.driver import Driver
+from loop.errors import StateError
+from loop.publish import load_round
+
+
+def make_config(tmp_path: Path, tiny: Path, api_url: str, **overrides) -> Path:
+    tag = uuid.uuid4().hex[:6]
+    data = write_jsonl(
+        tmp_path / "data.jsonl",
+        [
+            {"id": ex.id, "question": ex.messages[0]["content"], "answer": ex.messages[1]["content"]}
+            for ex in qa_examples(6)
+        ],
+    )
+    cfg = {
+        "run": {"name": f"e2e-{tag}", "dir": str(tmp_path / "run"), "seed": 0, "max_rounds": 2},
+        "data": {"path": str(data)},
+        "model": {"name_or_path": str(tiny), "dtype": "float32"},
+        "train": {"strategy": "continue", "sft": FAST_SFT, "lora": FAST_LORA},
+        "generate": {"k": 3, "temperatures": [1.2, 1.6], "max_new_tokens": 24, "batch_size": 16},
+        "argilla": {
+            "api_url": api_url,
+            "workspace": f"ws-{tag}",
+            "labelers": [f"ann-a-{tag}", f"ann-b-{tag}"],
+            "min_submitted": 1,
+        },
+        "wait": {"poll_interval_s": 0.2, "webhooks": True, "timeout_s": 120},
+    }
+    for section, values in overrides.items():
+        cfg[section].update(values)
+    path = tmp_path / "pickloop.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def annotator_api(api_url: str, name: str) -> Api:
+    creds = json.loads(credentials_file(name).read_text())
+    return Api(Connection(api_url, creds["api_key"]))
+
+
+def record_ids(api: Api, dataset_id: str) -> dict[str, str]:
+    records, _ = rankings.pending_records(api, dataset_id, limit=100)
+    return {r["external_id"]: r["id"] for r in records}
+
+
+@pytest.fixture
+def env(argilla_stack, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_stack.api_key)
+    return argilla_stack
+
+
+def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    cfg = load_config(make_config(tmp_path, tiny_model, env.api_url))
+    driver = Driver(cfg, progress=False)
+    for phase in ("train", "generate", "push"):
+        driver.run_phase(1, phase)
+    rd = driver.round_dir(1)
+    plan = read_plan(rd)
+    pushed = read_push(rd)
+    assert len(plan) == 6 and pushed.records == 6
+
+    # Re-running the push (as after a crash) upserts: still 6 records.
+    state = driver.state()
+    state.rounds[1].pop("push")
+    state.save()
+    driver.run_phase(1, "push")
+    with Api(Connection(env.api_url, env.api_key)) as owner:
+        assert owner.get(f"/api/v1/datasets/{pushed.dataset_id}/records", params={"limit": 1})["total"] == 6
+
+    a_name, b_name = cfg.argilla.labelers
+    slots = schema.slot_names(driver.slots())
+    with_model = [r for r in plan if len(r.slots) >= 2]
+    assert len(with_model) >= 2, "sampling at high temperature must give distinct candidates"
+    rec_model, rec_edit = with_model[0], with_model[1]
+    others = [r for r in plan if r not in (rec_model, rec_edit)]
+    rec_tie, rec_discard, rec_draft = others[0], others[1], others[2]
+
+    def order(rec, first: str | list[str]) -> list:
+        head = [first] if isinstance(first, str) else [first]
+        used = set([first] if isinstance(first, str) else first)
+        return head + [s for s in slots if s not in used]
+
+    model_slot = next(s for s in rec_model.slots if s != rec_model.original_slot)
+    tie_slot = next((s for s in slots if s != rec_tie.original_slot), None)
+    a, b = annotator_api(env.api_url, a_name), annotator_api(env.api_url, b_name)
+    with a, b:
+        a_ids, b_ids = record_ids(a, pushed.dataset_id), record_ids(b, pushed.dataset_id)
+        assert set(a_ids) == {r.external_id for r in plan}
+        for rec in plan:
+            if rec is rec_model:
+                a_vals = b_vals = rankings.response_values(order(rec, model_slot))
+            elif rec is rec_edit:
+                a_vals = rankings.response_values(
+                    order(rec, rec.original_slot), better_answer="A labeler's answer."
+                )
+                b_vals = rankings.response_values(order(rec, rec.original_slot))
+            elif rec is rec_tie:
+                a_vals = rankings.response_values(order(rec, [rec.original_slot, tie_slot]))
+                b_vals = rankings.response_values(order(rec, rec.original_slot))
+            else:
+                a_vals = b_vals = rankings.response_values(order(rec, rec.original_slot))
+            rankings.submit_response(a, a_ids[rec.external_id], a_vals)
+            if rec is rec_discard:
+                rankings.submit_response(b, b_ids[rec.external_id], None, status="discarded")
+            elif rec is rec_draft:
+                rankings.submit_response(b, b_ids[rec.external_id], b_vals, status="draft")
+            else:
+                rankings.submit_response(b, b_ids[rec.external_id], b_vals)
+
+    for phase in ("wait", "pull", "publish"):
+        driver.run_phase(1, phase)
+    summary = driver.state().record(1, "pull").summary
+    assert summary["discarded"] == 1 and summary["draft"] == 1 and summary["completed"] == 6
+    assert summary["choices"] == {"original": 4, "model": 1, "edited": 1}
+    wait = driver.state().record(1, "wait").summary
+    assert wait["reason"] == "completed" and wait["completed"] == 6
+
+    published = load_round(1, cfg.publish, run_dir=driver.run_dir)
+    rows = {r["id"]: r for r in published}
+    assert len(rows) == 6
+    expected = {r.example_id: r.slots[r.original_slot].text for r in plan}
+    expected[rec_model.example_id] = rec_model.slots[model_slot].text
+    expected[rec_edit.example_id] = "A labeler's answer."
+    assert {i: r["messages"][-1]["content"] for i, r in rows.items()} == expected
+    assert rows[rec_model.example_id]["choice"] == "model"
+    assert json.loads(rows[rec_model.example_id]["generation_settings"])["model"].endswith("@round-1")
+    assert rows[rec_edit.example_id]["choice"] == "edited"
+    assert rows[rec_discard.example_id]["annotator_count"] == 1
+    assert (
+        rows[rec_tie.example_id]["agreement"] is not None and 0 <= rows[rec_tie.example_id]["agreement"] < 1
+    )
+    assert all(r["round"] == 1 for r in rows.values())
+
+    # Round 2 trains on exactly the published round-1 dataset, continuing the round-1 adapter.
+    driver.run_phase(2, "train")
+    assert [(ex.id, ex.messages) for ex in driver.input_examples(2)] == [
+        (r["id"], r["messages"]) for r in published
+    ]
+    train_cfg = json.loads((driver.round_dir(2) / "model" / "train_config.json").read_text())
+    assert train_cfg["strategy"] == "continue"
+    # Finished phases are skipped; changed settings on a finished phase are refused, not redone.
+    assert driver.run_phase(1, "publish").skipped
+    cfg.train.sft = {**cfg.train.sft, "learning_rate": 0.5}
+    with pytest.raises(StateError, match="already ran with other inputs"):
+        Driver(cfg, progress=False).run_phase(2, "train")
+
+
+def test_phase_order_is_enforced(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    driver = Driver(load_config(make_config(tmp_path, tiny_model, env.api_url)), progress=False)
+    with pytest.raises(StateError, match="run train, generate before push"):
+        driver.run_phase(1, "push")
+    with pytest.raises(StateError, match="round 1 is not published"):
+        driver.run_phase(2, "train")
+
+
+def test_bad_data_fails_before_anything_is_written(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
+    from loop.errors import DataError
+
+    cfg_path = make_config(tmp_path, tiny_model, env.api_url)
+    data = tmp_path / "data.jsonl"
+    lines = data.read_text().splitlines()
+    lines[2] = json.dumps({"id": "x", "question": "Q?"})
+    data.write_text("\n".join(lines) + "\n")
+    driver = Driver(load_config(cfg_path), progress=False)
+    with pytest.raises(DataError, match=r"data.jsonl:3.*answer"):
+        driver.run_phase(1, "train")
+    assert not (driver.run_dir / "state.json").exists()
+    assert not (driver.round_dir(1) / "model").exists()
