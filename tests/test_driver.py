@@ -4,12 +4,11 @@ answer through the same endpoints the UI uses, and the local revision store."""
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 
 import pytest
-import yaml
-from ml_fixtures import FAST_LORA, FAST_SFT, qa_examples, tiny_model, write_jsonl  # noqa: F401
+from driver_fixtures import make_config
+from ml_fixtures import tiny_model  # noqa: F401
 
 from argilla_setup import rankings, schema
 from argilla_setup.connection import Api, Connection
@@ -19,36 +18,6 @@ from loop.config import load_config
 from loop.driver import Driver
 from loop.errors import StateError
 from loop.publish import load_round
-
-
-def make_config(tmp_path: Path, tiny: Path, api_url: str, **overrides) -> Path:
-    tag = uuid.uuid4().hex[:6]
-    data = write_jsonl(
-        tmp_path / "data.jsonl",
-        [
-            {"id": ex.id, "question": ex.messages[0]["content"], "answer": ex.messages[1]["content"]}
-            for ex in qa_examples(6)
-        ],
-    )
-    cfg = {
-        "run": {"name": f"e2e-{tag}", "dir": str(tmp_path / "run"), "seed": 0, "max_rounds": 2},
-        "data": {"path": str(data)},
-        "model": {"name_or_path": str(tiny), "dtype": "float32"},
-        "train": {"strategy": "continue", "sft": FAST_SFT, "lora": FAST_LORA},
-        "generate": {"k": 3, "temperatures": [1.2, 1.6], "max_new_tokens": 24, "batch_size": 16},
-        "argilla": {
-            "api_url": api_url,
-            "workspace": f"ws-{tag}",
-            "labelers": [f"ann-a-{tag}", f"ann-b-{tag}"],
-            "min_submitted": 1,
-        },
-        "wait": {"poll_interval_s": 0.2, "webhooks": True, "timeout_s": 120},
-    }
-    for section, values in overrides.items():
-        cfg[section].update(values)
-    path = tmp_path / "pickloop.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
 
 
 def annotator_api(api_url: str, name: str) -> Api:
