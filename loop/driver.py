@@ -162,6 +162,7 @@ class Driver:
 
         examples = self.input_examples(n)
         previous = load_round_model(self.round_dir(n - 1) / MODEL_DIR) if n > 1 else None
+        started = time.monotonic()
         result = train_round(
             examples,
             self.config.model,
@@ -174,7 +175,8 @@ class Driver:
             "examples": len(examples),
             "first_loss": result.first_loss,
             "final_loss": result.final_loss,
-            "train_runtime_s": result.runtime_s,
+            "train_runtime_s": result.runtime_s,  # inside trainer.train()
+            "train_call_s": time.monotonic() - started,  # the whole TRL/PEFT step: load, train, save
         }
 
     def _phase_generate(self, n: int) -> dict:

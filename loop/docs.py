@@ -1,0 +1,86 @@
+"""Generated README sections: the CLI reference (from `--help`) and the config reference (from the
+pydantic models). `python -m loop.docs --write` refreshes README.md; `--check` fails when stale
+(a test runs it), so the README never drifts from the code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import click
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+MARKERS = {
+    "cli-reference": "cli_reference_markdown",
+    "config-reference": "config_reference",
+}
+
+
+def _commands(
+    group: click.Group, prefix: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    out = []
+    for name in sorted(group.commands):
+        cmd = group.commands[name]
+        out.append(((*prefix, name), cmd))
+        if isinstance(cmd, click.Group):
+            out.extend(_commands(cmd, (*prefix, name)))
+    return out
+
+
+def cli_reference_markdown() -> str:
+    from loop.cli import cli
+
+    parts = ["Generated from `--help` by `python -m loop.docs --write`.\n"]
+    for path, cmd in _commands(cli):
+        name = " ".join(("pickloop", *path))
+        ctx = click.Context(cmd, info_name=name, terminal_width=100, max_content_width=100)
+        parts.append(f"#### `{name}`\n\n```\n{cmd.get_help(ctx).rstrip()}\n```\n")
+    return "\n".join(parts)
+
+
+def config_reference() -> str:
+    from loop.config import config_reference_markdown
+
+    text = config_reference_markdown()
+    # The README nests it under its own heading level.
+    return re.sub(r"^## Config reference\n+", "", text, flags=re.M)
+
+
+def render(readme: str) -> str:
+    for marker, func in MARKERS.items():
+        start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+        if start not in readme or end not in readme:
+            raise SystemExit(f"README.md lacks the {start} ... {end} markers")
+        body = globals()[func]().strip()
+        readme = re.sub(
+            re.escape(start) + r".*?" + re.escape(end),
+            lambda _m, s=start, e=end, b=body: f"{s}\n{b}\n{e}",
+            readme,
+            flags=re.S,
+        )
+    return readme
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--write", action="store_true", help="rewrite the generated sections of README.md")
+    mode.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
+    args = parser.parse_args(argv)
+    current = README.read_text(encoding="utf-8")
+    fresh = render(current)
+    if args.write:
+        README.write_text(fresh, encoding="utf-8")
+        return 0
+    if fresh != current:
+        print("README.md is stale: run `python -m loop.docs --write`", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
