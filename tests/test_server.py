@@ -54,6 +54,9 @@ def test_lifecycle_through_the_cli(tmp_path: Path) -> None:
         bad = httpx.get(f"http://127.0.0.1:{port}/api/v1/me", headers={"X-Argilla-Api-Key": "argilla.apikey"})
         assert bad.status_code == 401
 
+        searched = _search_round_records(f"http://127.0.0.1:{port}", owner["api_key"])
+        assert len(searched) == 3
+
         pids = {c: int((home / "run" / f"{c}.pid").read_text()) for c in server.COMPONENTS}
         second = runner.invoke(
             cli, ["argilla", "up", "--home", str(home), "--port", str(port)], catch_exceptions=False
@@ -84,8 +87,55 @@ def test_lifecycle_through_the_cli(tmp_path: Path) -> None:
         again = server.start(home, port=port2)
         assert not again.created_owner and again.api_key == owner["api_key"]
         assert json.loads(owner_file.read_text())["api_url"] == f"http://127.0.0.1:{port2}"
+        # The search index persisted: the same search returns the same records, in the same order.
+        assert _search_round_records(again.api_url, again.api_key, create=False) == searched
     finally:
         server.stop(home)
+
+
+def _search_round_records(api_url: str, api_key: str, *, create: bool = True) -> list[str]:
+    """Create (once) a round dataset with 5 records; search it with a metadata filter and a sort."""
+    import argilla as rg
+
+    from argilla_setup import schema
+    from argilla_setup.connection import Api, Connection, client
+
+    conn = Connection(api_url, api_key)
+    if create:
+        sdk = client(conn)
+        ds = rg.Dataset(
+            name="restart-check",
+            workspace="pickloop",
+            settings=schema.round_settings(1, 2, client=sdk),
+            client=sdk,
+        )
+        ds.create()
+        ds.records.log(
+            [
+                {
+                    "question": f"q{i}",
+                    "candidate_1": "a",
+                    "candidate_2": "b",
+                    "round": 1,
+                    "turn": i % 2,
+                    "example_id": f"e{i}",
+                }
+                for i in range(5)
+            ]
+        )
+    with Api(conn) as api:
+        ds_id = api.dataset_by_name("restart-check", "pickloop")["id"]
+        body = {
+            "query": {},
+            "filters": {
+                "and": [
+                    {"type": "range", "scope": {"entity": "metadata", "metadata_property": "turn"}, "le": 0}
+                ]
+            },
+            "sort": [{"scope": {"entity": "metadata", "metadata_property": "example_id"}, "order": "desc"}],
+        }
+        found = api.post(f"/api/v1/datasets/{ds_id}/records/search", json=body, params={"limit": 50})
+    return [item["record"]["external_id"] or item["record"]["id"] for item in found["items"]]
 
 
 def test_port_in_use_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> None:
