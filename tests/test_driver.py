@@ -4,9 +4,12 @@ answer through the same endpoints the UI uses, and the local revision store."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from driver_fixtures import make_config
 from ml_fixtures import tiny_model  # noqa: F401
 
@@ -14,6 +17,7 @@ from argilla_setup import rankings, schema
 from argilla_setup.connection import Api, Connection
 from argilla_setup.users import credentials_file
 from loop.annotate import read_plan, read_push
+from loop.cli import cli
 from loop.config import load_config
 from loop.driver import Driver
 from loop.errors import StateError
@@ -37,7 +41,8 @@ def env(argilla_stack, monkeypatch: pytest.MonkeyPatch):
 
 
 def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
-    cfg = load_config(make_config(tmp_path, tiny_model, env.api_url))
+    cfg_path = make_config(tmp_path, tiny_model, env.api_url)
+    cfg = load_config(cfg_path)
     driver = Driver(cfg, progress=False)
     for phase in ("train", "generate", "push"):
         driver.run_phase(1, phase)
@@ -118,6 +123,13 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
     )
     assert all(r["round"] == 1 for r in rows.values())
 
+    status = CliRunner().invoke(cli, ["status", "--offline", str(cfg_path)], catch_exceptions=False)
+    assert status.exit_code == 0, status.output
+    row1 = next(line for line in status.output.splitlines() if line.strip().startswith("│ 1 "))
+    assert "done" in row1 and "round-1" in row1 and " 6 " in row1
+    row2 = next(line for line in status.output.splitlines() if line.strip().startswith("│ 2 "))
+    assert "train" in row2
+
     # Round 2 trains on exactly the published round-1 dataset, continuing the round-1 adapter.
     driver.run_phase(2, "train")
     assert [(ex.id, ex.messages) for ex in driver.input_examples(2)] == [
@@ -133,9 +145,16 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
 
 
 def test_phase_order_is_enforced(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
-    driver = Driver(load_config(make_config(tmp_path, tiny_model, env.api_url)), progress=False)
+    cfg_path = make_config(tmp_path, tiny_model, env.api_url)
+    driver = Driver(load_config(cfg_path), progress=False)
     with pytest.raises(StateError, match="run train, generate before push"):
         driver.run_phase(1, "push")
+    # Through the CLI it is one clean line, no traceback.
+    proc = subprocess.run(
+        [sys.executable, "-m", "loop.cli", "round", "push", str(cfg_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == "Error: round 1: run train, generate before push"
     with pytest.raises(StateError, match="round 1 is not published"):
         driver.run_phase(2, "train")
 
