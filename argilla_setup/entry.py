@@ -17,8 +17,12 @@ import sys
 
 
 def _load_engine() -> None:
-    """Import the module that registers the search engine (overridable for other engines)."""
+    """Import the module that registers the search engine (overridable for other engines) and apply
+    the behaviour-preserving speedups to argilla-server (see `server_speedups`)."""
     importlib.import_module(os.environ.get("PICKLOOP_SEARCH_ENGINE_MODULE", "argilla_setup.search_engine"))
+    from argilla_setup import server_speedups
+
+    server_speedups.apply()
 
 
 def bootstrap() -> None:

@@ -29,7 +29,6 @@ log = logging.getLogger("pickloop.annotate")
 
 PLAN_FILE = "push_plan.jsonl"
 PUSH_FILE = "push.json"
-BULK_MAX = 500  # records per bulk upsert request (the server's limit)
 ORIGINAL = "original"
 
 
@@ -255,16 +254,16 @@ def ensure_dataset(
 
 
 def upsert_records(api: Api, dataset_id: str, bodies: Sequence[dict], *, progress: bool = True) -> int:
+    """Upsert by external id in the server's largest batches, with a progress bar."""
     from tqdm.auto import tqdm
 
-    done = 0
+    from argilla_setup.rankings import UPSERT_MAX
+    from argilla_setup.rankings import upsert_records as put
+
     with tqdm(total=len(bodies), desc="push", unit="rec", disable=not progress) as bar:
-        for start in range(0, len(bodies), BULK_MAX):
-            chunk = list(bodies[start : start + BULK_MAX])
-            api.put(f"/api/v1/datasets/{dataset_id}/records/bulk", json={"items": chunk})
-            done += len(chunk)
-            bar.update(len(chunk))
-    return done
+        for start in range(0, len(bodies), UPSERT_MAX):
+            bar.update(put(api, dataset_id, bodies[start : start + UPSERT_MAX]))
+    return len(bodies)
 
 
 def count_records(api: Api, dataset_id: str) -> int:

@@ -15,8 +15,24 @@ HOME_OPTION = click.option(
 
 
 @click.group()
-def argilla() -> None:
+@click.option(
+    "--api-url",
+    envvar="ARGILLA_API_URL",
+    show_envvar=True,
+    default=None,
+    help="Use this Argilla deployment instead of the embedded server.",
+)
+@click.option(
+    "--api-key",
+    envvar="ARGILLA_API_KEY",
+    show_envvar=True,
+    default=None,
+    help="API key for --api-url (an owner's, to manage users).",
+)
+@click.pass_context
+def argilla(ctx: click.Context, api_url: str | None, api_key: str | None) -> None:
     """Run and manage the embedded Argilla server (or point at a remote one)."""
+    ctx.obj = {**(ctx.obj or {}), "api_url": api_url, "api_key": api_key}
 
 
 @argilla.command()
@@ -92,3 +108,87 @@ def reindex(home: Path | None) -> None:
 
     count = server.reindex(home)
     click.echo(f"Reindexed {count} records.")
+
+
+# --- users: labeler accounts (argilla_setup/users.py) -------------------------------------------
+
+
+def _api(ctx: click.Context, home: Path | None):
+    """A REST client for the deployment chosen by --api-url/--api-key, env vars or the embedded home."""
+    from argilla_setup.connection import Api, resolve_connection
+
+    obj = ctx.find_object(dict) or {}
+    conn = resolve_connection(obj.get("api_url"), obj.get("api_key"), home=home)
+    return Api(conn)
+
+
+@argilla.group()
+def users() -> None:
+    """Labeler accounts: add (random passwords), list, remove."""
+
+
+@users.command("add")
+@click.argument("names", nargs=-1, required=True)
+@click.option("--workspace", "-w", default=None, help="Add the users to this workspace.")
+@click.option("--create-workspace", is_flag=True, help="Create --workspace when it does not exist.")
+@click.option(
+    "--role",
+    type=click.Choice(["annotator", "admin"]),
+    default="annotator",
+    show_default=True,
+    help="Role of the new accounts.",
+)
+@HOME_OPTION
+@click.pass_context
+def users_add(
+    ctx: click.Context,
+    names: tuple[str, ...],
+    workspace: str | None,
+    create_workspace: bool,
+    role: str,
+    home: Path | None,
+) -> None:
+    """Create labeler accounts NAME... with random passwords, shown once.
+
+    Each user's credentials are also written (mode 0600) to <home>/users/NAME.json. Nothing is created
+    when any name is invalid or taken, or when the workspace does not exist.
+    """
+    from argilla_setup.users import add_users
+
+    with _api(ctx, home) as api:
+        created = add_users(
+            api, list(names), workspace=workspace, create_workspace=create_workspace, role=role, home=home
+        )
+        url = api.conn.api_url
+    click.echo(f"Created {len(created)} user(s) on {url}. Passwords are shown once:")
+    for user in created:
+        where = f" in workspace {user.workspace}" if user.workspace else ""
+        click.echo(f"  {user.name}  password: {user.password}  ({user.role}{where}; {user.credentials_file})")
+
+
+@users.command("list")
+@HOME_OPTION
+@click.pass_context
+def users_list(ctx: click.Context, home: Path | None) -> None:
+    """List users with their role and workspaces (never passwords)."""
+    from argilla_setup.users import list_users
+
+    with _api(ctx, home) as api:
+        infos = list_users(api)
+    width = max([len(u.name) for u in infos] + [4])
+    click.echo(f"{'name':<{width}}  {'role':<9}  workspaces")
+    for u in infos:
+        click.echo(f"{u.name:<{width}}  {u.role:<9}  {', '.join(u.workspaces) or '-'}")
+
+
+@users.command("remove")
+@click.argument("names", nargs=-1, required=True)
+@HOME_OPTION
+@click.pass_context
+def users_remove(ctx: click.Context, names: tuple[str, ...], home: Path | None) -> None:
+    """Delete users NAME... and their credentials files (all must exist, else nothing is removed)."""
+    from argilla_setup.users import remove_users
+
+    with _api(ctx, home) as api:
+        removed = remove_users(api, list(names), home=home)
+    click.echo(f"Removed {', '.join(removed)}.")
