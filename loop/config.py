@@ -112,7 +112,9 @@ class GenerateSettings(Section):
         description="Seeds of the sampled candidates, cycled; empty uses run.seed + 1, + 2, ...",
     )
     max_new_tokens: int = Field(256, ge=1, description="Longest candidate, in tokens.")
-    batch_size: int = Field(32, ge=1, description="Questions per `generate` call.")
+    batch_size: int = Field(
+        32, ge=1, description="Questions decoded together, each with its K candidates (batch_size x K rows)."
+    )
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vLLM needs a GPU machine with vllm installed."
     )

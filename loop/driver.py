@@ -96,8 +96,8 @@ class Driver:
                 raise StateError(
                     f"round {n} {phase} already ran with other inputs or settings "
                     f"({self._changed_sections(phase)} changed since). Finished phases are never redone "
-                    f"behind your back: restore the settings, use a new run name, or delete "
-                    f"{self.round_dir(n)} to redo round {n}"
+                    "behind your back: restore the settings, or start a new run (another run.name) "
+                    "from this run's last published revision"
                 )
             return PhaseOutcome(n, phase, True, 0.0, done.summary)
         self.report(f"round {n}: {phase}")
