@@ -1,0 +1,137 @@
+"""Shared ML fixtures: a tiny model and trained rounds, built once per session.
+
+Test modules import the fixtures they use (`from ml_fixtures import tiny_model  # noqa: F401`). Pytest
+registers an imported fixture once per importing module, so the expensive work is memoised here in
+`_CACHE` and every module gets the same folders.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loop.config import ModelSettings, TrainSettings
+from loop.data import Example, load_examples
+
+FAQ = Path(__file__).resolve().parents[1] / "loop" / "data" / "python_faq.jsonl"
+_CACHE: dict[str, Any] = {}
+
+# Settings that make the 32-hidden, 2-layer model memorise ~10 short conversations in about a second.
+FAST_SFT = {
+    "num_train_epochs": 40,
+    "learning_rate": 1e-2,
+    "lr_scheduler_type": "constant",
+    "per_device_train_batch_size": 4,
+    "max_length": 256,
+    "disable_tqdm": True,
+}
+FAST_LORA = {"r": 32, "lora_alpha": 32, "modules_to_save": ["lm_head", "embed_tokens"]}
+
+
+def fast_settings(strategy: str = "continue", **sft: Any) -> TrainSettings:
+    return TrainSettings(strategy=strategy, sft={**FAST_SFT, **sft}, lora=FAST_LORA)
+
+
+def _limit_threads() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def qa_examples(n: int = 8) -> list[Example]:
+    """The first `n` FAQ pairs with answers cut to 80 characters (short enough to memorise fast)."""
+    out = []
+    for ex in load_examples(FAQ)[:n]:
+        question, answer = ex.messages
+        out.append(
+            Example(ex.id, [question, {"role": "assistant", "content": answer["content"][:80].strip()}])
+        )
+    return out
+
+
+def multi_turn_examples() -> list[Example]:
+    return [
+        Example(
+            "mt-1",
+            [
+                {"role": "system", "content": "You answer questions about Python."},
+                {"role": "user", "content": "Is Python compiled?"},
+                {"role": "assistant", "content": "It is compiled to bytecode."},
+                {"role": "user", "content": "Where is the bytecode stored?"},
+                {"role": "assistant", "content": "In .pyc files under __pycache__."},
+            ],
+        ),
+        Example(
+            "mt-2",
+            [
+                {"role": "user", "content": "What is a list?"},
+                {"role": "assistant", "content": "A mutable sequence."},
+                {"role": "user", "content": "And a tuple?"},
+                {"role": "assistant", "content": "An immutable sequence."},
+            ],
+        ),
+    ]
+
+
+def train_examples() -> list[Example]:
+    return qa_examples(8) + multi_turn_examples()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 32-hidden, 2-layer tiny model whose tokenizer was trained on the whole FAQ."""
+    if "tiny" not in _CACHE:
+        from loop.tiny_model import TinyModelSpec, build_tiny_model
+
+        _limit_threads()
+        texts = [m["content"] for ex in load_examples(FAQ) for m in ex.messages]
+        texts += [m["content"] for ex in multi_turn_examples() for m in ex.messages]
+        out = tmp_path_factory.mktemp("models") / "tiny"
+        _CACHE["tiny"] = build_tiny_model(
+            texts, out, TinyModelSpec(hidden=32, layers=2, heads=2, vocab_size=1000)
+        )
+    return _CACHE["tiny"]
+
+
+@pytest.fixture(scope="session")
+def trained_round(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Round 1 trained to convergence on `train_examples()`; a `TrainResult`."""
+    if "round1" not in _CACHE:
+        from loop.train import train_round
+
+        _limit_threads()
+        round_dir = tmp_path_factory.mktemp("run") / "round-1"
+        _CACHE["round1"] = train_round(
+            train_examples(), ModelSettings(name_or_path=str(tiny_model)), fast_settings(), round_dir, seed=0
+        )
+    return _CACHE["round1"]
+
+
+def greedy_answers(source: Path, examples: list[Example]) -> list[str]:
+    """Greedy answer to each example's first question (plain `generate`, independent of loop.generate)."""
+    import torch
+
+    from loop.generate import load_generation_model
+
+    model, tokenizer = load_generation_model(source)
+    prompts = [
+        tokenizer.apply_chat_template(ex.messages[:-1], tokenize=False, add_generation_prompt=True)
+        for ex in examples
+    ]
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.inference_mode():
+        out = model.generate(**batch, do_sample=False, max_new_tokens=48)
+    return [
+        t.strip()
+        for t in tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+    ]
+
+
+def write_jsonl(path: Path, rows: list[Any]) -> Path:
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows), encoding="utf-8"
+    )
+    return path

@@ -1,0 +1,152 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from ml_fixtures import tiny_model, train_examples, trained_round  # noqa: F401
+
+from loop.config import GenerateSettings
+from loop.errors import ConfigError
+from loop.generate import SampleSpec, candidate_specs, generate_candidates, load_candidates
+
+SETTINGS = GenerateSettings(k=4, temperatures=[0.7, 1.5], top_p=0.95, max_new_tokens=40, batch_size=4)
+
+
+@pytest.fixture(scope="module")
+def candidates(trained_round, tmp_path_factory: pytest.TempPathFactory):  # noqa: F811
+    out = tmp_path_factory.mktemp("gen") / "candidates.parquet"
+    rows = generate_candidates(
+        train_examples(), trained_round.model.round_dir, SETTINGS, out, seed=7, progress=False
+    )
+    return out, rows
+
+
+def test_candidate_specs() -> None:
+    specs = candidate_specs(SETTINGS, seed=10)
+    assert specs == [
+        SampleSpec("greedy"),
+        SampleSpec("sample", 0.7, 0.95, 11),
+        SampleSpec("sample", 1.5, 0.95, 12),
+        SampleSpec("sample", 0.7, 0.95, 13),
+    ]
+    explicit = candidate_specs(GenerateSettings(k=3, seeds=[5]), seed=10)
+    assert [s.seed for s in explicit] == [None, 5, 5]
+
+
+def test_k_candidates_per_assistant_turn_with_dedup(candidates) -> None:
+    _, rows = candidates
+    examples = train_examples()
+    expected = [(ex.id, n, i) for ex in examples for n, i in enumerate(ex.assistant_turns())]
+    assert [(r.example_id, r.turn, r.message_index) for r in rows] == expected
+    by_id = {ex.id: ex for ex in examples}
+    for r in rows:
+        ex = by_id[r.example_id]
+        assert r.context == ex.messages[: r.message_index]  # earlier turns use the dataset's answers
+        assert r.current_answer == ex.messages[r.message_index]["content"]
+        assert sum(c.count for c in r.candidates) + r.n_empty == SETTINGS.k
+        assert len({c.text for c in r.candidates}) == len(r.candidates)  # identical ones merged
+        for c in r.candidates:
+            assert c.count == len(c.settings)
+            assert c.is_current == (c.text == r.current_answer)
+            assert c.mean_logprob is not None and c.mean_logprob <= 0
+        assert r.candidates[0].settings[0] == SampleSpec("greedy")
+    merged = [c for r in rows for c in r.candidates if c.count > 1]
+    assert merged, "a memorised model repeats itself: some candidates must have been merged"
+    current = sum(any(c.is_current for c in r.candidates) for r in rows)
+    assert current >= len(rows) * 0.6
+
+
+def test_greedy_candidate_scored_like_current_answer(candidates) -> None:
+    _, rows = candidates
+    pairs = [
+        (r.current_mean_logprob, r.candidates[0].mean_logprob) for r in rows if r.candidates[0].is_current
+    ]
+    assert pairs
+    for current, greedy in pairs:
+        assert greedy == pytest.approx(current, abs=1e-4)
+
+
+def test_artifact_round_trip(candidates) -> None:
+    import pyarrow.parquet as pq
+
+    path, rows = candidates
+    assert load_candidates(path) == rows
+    meta = json.loads(pq.read_schema(path).metadata[b"pickloop"])
+    assert meta["seed"] == 7 and meta["settings"]["k"] == 4 and len(meta["specs"]) == 4
+    assert sorted(p.name for p in path.parent.iterdir()) == ["candidates.parquet"]  # no temp files left
+
+
+def test_same_seed_same_candidates(trained_round, candidates, tmp_path: Path) -> None:  # noqa: F811
+    _, rows = candidates
+    again = generate_candidates(
+        train_examples(),
+        trained_round.model.round_dir,
+        SETTINGS,
+        tmp_path / "again.parquet",
+        seed=7,
+        progress=False,
+    )
+    assert again == rows
+    other = generate_candidates(
+        train_examples(),
+        trained_round.model.round_dir,
+        SETTINGS,
+        tmp_path / "other.parquet",
+        seed=8,
+        progress=False,
+    )
+    assert [s.seed for s in candidate_specs(SETTINGS, 8)][1:] == [9, 10, 11]
+    seeds = {s.seed for r in other for c in r.candidates for s in c.settings}
+    assert seeds == {None, 9, 10, 11}
+
+
+def test_vllm_backend_needs_vllm(trained_round, tmp_path: Path) -> None:  # noqa: F811
+    settings = SETTINGS.model_copy(update={"backend": "vllm"})
+    with pytest.raises(ConfigError, match="vllm is not installed") as info:
+        generate_candidates(train_examples(), trained_round.model.round_dir, settings, tmp_path / "c.parquet")
+    assert info.value.key == "generate.backend"
+    assert not (tmp_path / "c.parquet").exists()
+
+
+@pytest.mark.parametrize(("temperature", "top_p", "k"), [(0.7, 0.9, 256), (1.5, 0.95, 8)])
+def test_draw_samples_the_transformers_nucleus(temperature: float, top_p: float, k: int) -> None:
+    import torch
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from loop.generate import _draw
+
+    torch.manual_seed(0)
+    logits = (torch.randn(1, 200) * 2).repeat(4000, 1)
+    nucleus = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[:1].clone()))
+    expected = nucleus.softmax(-1)[0]
+    tokens = _draw(logits, temperature, top_p, torch.Generator().manual_seed(1), k)
+    seen = torch.bincount(tokens, minlength=200) / len(tokens)
+    assert set(tokens.tolist()) <= set(expected.nonzero().flatten().tolist())
+    assert (seen - expected).abs().max() < 0.03
+    again = _draw(logits, temperature, top_p, torch.Generator().manual_seed(1), k)
+    assert torch.equal(tokens, again)
+
+
+def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F811
+    import torch
+
+    from loop.generate import _decode, _end_ids, load_generation_model, score
+
+    model, tok = load_generation_model(trained_round.model.round_dir)
+    end_ids = _end_ids(model, tok)
+    prompts = [
+        tok(tok.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True))["input_ids"]
+        for ex in train_examples()
+    ]
+    ours = _decode(model, prompts, [SampleSpec("greedy")] * len(prompts), None, 24, end_ids, tok.pad_token_id)
+    batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
+    with torch.inference_mode():
+        out = model.generate(**batch, do_sample=False, max_new_tokens=24, eos_token_id=end_ids)
+    for row, (tokens, _) in enumerate(ours):
+        theirs = out[row, batch["input_ids"].shape[1] :].tolist()
+        assert tokens == theirs[: len(tokens)]
+        assert len(tokens) == 24 or tokens[-1] in end_ids
+    with torch.inference_mode():  # the log-probs kept while decoding equal a separate scoring pass
+        scored = score(model, prompts, [tokens for tokens, _ in ours])
+    assert [lp for _, lp in ours] == pytest.approx(scored, abs=1e-4)
