@@ -74,6 +74,12 @@ class ModelSettings(Section):
         "auto", description="Weights dtype; float32 on CPU."
     )
     trust_remote_code: bool = Field(False, description="Passed to `from_pretrained`.")
+    cpu_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch threads when running on CPU (none: torch's default). 1 is often fastest for small "
+        "models on a small machine shared with the Argilla server: idle threads spin-wait for busy cores.",
+    )
 
 
 class TrainSettings(Section):

@@ -37,7 +37,9 @@ def cli_reference_markdown() -> str:
     parts = ["Generated from `--help` by `python -m loop.docs --write`.\n"]
     for path, cmd in _commands(cli):
         name = " ".join(("pickloop", *path))
-        ctx = click.Context(cmd, info_name=name, terminal_width=100, max_content_width=100)
+        ctx = click.Context(
+            cmd, info_name=name, terminal_width=100, max_content_width=100, help_option_names=["-h", "--help"]
+        )
         parts.append(f"#### `{name}`\n\n```\n{cmd.get_help(ctx).rstrip()}\n```\n")
     return "\n".join(parts)
 

@@ -144,6 +144,14 @@ class Driver:
 
     # -- phases ----------------------------------------------------------------------------------
 
+    def _limit_cpu_threads(self) -> None:
+        threads = self.config.model.cpu_threads
+        if threads:
+            import torch
+
+            if not torch.cuda.is_available():
+                torch.set_num_threads(threads)
+
     def input_examples(self, n: int):
         """Round 1 reads a snapshot of the configured data (taken once, so later edits to the source
         cannot change a round that already started); round n reads round n-1's output."""
@@ -162,6 +170,7 @@ class Driver:
 
         examples = self.input_examples(n)
         previous = load_round_model(self.round_dir(n - 1) / MODEL_DIR) if n > 1 else None
+        self._limit_cpu_threads()
         started = time.monotonic()
         result = train_round(
             examples,
@@ -183,6 +192,7 @@ class Driver:
         from loop.generate import generate_candidates
 
         examples = self.input_examples(n)
+        self._limit_cpu_threads()
         started = time.monotonic()
         turns = generate_candidates(
             examples,
