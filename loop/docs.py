@@ -48,8 +48,9 @@ def config_reference() -> str:
     from loop.config import config_reference_markdown
 
     text = config_reference_markdown()
-    # The README nests it under its own heading level.
-    return re.sub(r"^## Config reference\n+", "", text, flags=re.M)
+    # The README nests it one level deeper, under its own "### Config reference".
+    text = re.sub(r"^## Config reference\n+", "", text, flags=re.M)
+    return re.sub(r"^### ", "#### ", text, flags=re.M)
 
 
 def render(readme: str) -> str:
