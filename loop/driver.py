@@ -299,8 +299,10 @@ class Driver:
                 pushed.dataset_id,
                 self.config.wait,
                 tag=f"pickloop:{self.config.run.name}:round-{n}",
+                labelers=self.config.argilla.labelers,
                 on_progress=lambda p: self.report(
                     f"round {n}: {p.completed}/{p.total} records completed"
+                    + (f" ({p.settled} more answered by every labeler)" if p.settled else "")
                     + "".join(f", {u.username} {u.submitted} submitted" for u in p.users)
                 ),
             )

@@ -13,8 +13,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from argilla_setup.connection import Api
@@ -42,16 +42,21 @@ class Progress:
     completed: int
     pending: int
     users: tuple[UserProgress, ...] = ()
+    settled: int = 0  # pending records every labeler has answered (a discard blocks `completed` for good)
+
+    @property
+    def done(self) -> int:
+        return self.completed + self.settled
 
     @property
     def fraction(self) -> float:
-        return self.completed / self.total if self.total else 1.0
+        return self.done / self.total if self.total else 1.0
 
 
 @dataclass(frozen=True)
 class WaitResult:
     progress: Progress
-    reason: str  # "completed" | "fraction" | "timeout"
+    reason: str  # "completed" | "settled" | "fraction" | "timeout"
     seconds: float
     polls: int
     webhook_events: int
@@ -154,9 +159,28 @@ class WebhookListener:
         return True
 
 
+def settled_records(api: Api, dataset_id: str, labelers: Sequence[str]) -> int:
+    """Pending records on which every listed labeler has submitted or discarded.
+
+    Argilla counts only submitted responses towards `min_submitted`, so with as many labelers as
+    `min_submitted` one discard leaves a record pending forever; waiting for it would never end.
+    """
+    from argilla_setup.rankings import iter_rankings
+
+    want = set(labelers)
+    count = 0
+    for rec in iter_rankings(api, dataset_id):
+        if rec.status != "completed":
+            answered = {r.username for r in rec.responses if r.status in ("submitted", "discarded")}
+            count += want <= answered
+    return count
+
+
 def _target_reached(p: Progress, min_fraction: float) -> str | None:
     if p.total and p.completed >= p.total:
         return "completed"
+    if p.total and p.done >= p.total:
+        return "settled"
     if p.total and p.fraction >= min_fraction:
         return "fraction"
     return None
@@ -168,10 +192,14 @@ def wait_for_completion(
     settings: WaitSettings,
     *,
     tag: str,
+    labelers: Sequence[str] = (),
     on_progress: Callable[[Progress], None] | None = None,
     wake: threading.Event | None = None,
 ) -> WaitResult:
     """Poll (and listen) until the completion target or the timeout; returns why it stopped.
+
+    With `labelers` (the run's annotators), records every one of them answered count as done even
+    when a discard keeps them from `completed`.
 
     Raises `WaitTimeout` at the deadline unless `settings.on_timeout` is "proceed".
     """
@@ -191,6 +219,8 @@ def wait_for_completion(
         while True:
             try:
                 progress = dataset_progress(api, dataset_id)
+                if labelers and progress.completed < progress.total:
+                    progress = replace(progress, settled=settled_records(api, dataset_id, labelers))
                 polls += 1
                 error_wait = settings.poll_interval_s
             except Exception as err:

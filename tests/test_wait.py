@@ -107,3 +107,25 @@ def test_polling_fraction_and_timeout(round_dataset) -> None:
     )
     assert enough.reason == "fraction" and enough.polls == 1
     assert [u.submitted for u in enough.progress.users] == [2]
+
+
+def test_a_record_every_labeler_answered_is_settled_even_when_discarded(round_dataset) -> None:
+    owner, dataset_id, annotator = round_dataset
+    _submit_all(annotator, dataset_id, delay=0.0, limit=2).join()
+    (last,), _ = rankings.pending_records(annotator, dataset_id)
+    rankings.submit_response(annotator, last["id"], None, status="discarded")
+    name = annotator.me()["username"]
+    # Without knowing the labelers, a discarded record is just pending: the wait times out.
+    with pytest.raises(WaitTimeout):
+        wait_for_completion(
+            owner, dataset_id, WaitSettings(poll_interval_s=0.2, webhooks=False, timeout_s=1), tag="x"
+        )
+    result = wait_for_completion(
+        owner,
+        dataset_id,
+        WaitSettings(poll_interval_s=0.2, webhooks=False, timeout_s=10),
+        tag="x",
+        labelers=[name],
+    )
+    assert result.reason == "settled"
+    assert (result.progress.completed, result.progress.settled, result.progress.total) == (2, 1, 3)
