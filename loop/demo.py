@@ -114,9 +114,10 @@ def run_demo(
         labelers.start()
     else:
         report(
-            f"Labelers: open {info.api_url} and sign in with the credentials in {home / 'users'} "
-            f"(one JSON file per labeler: {', '.join(cfg.argilla.labelers)}). In each round's dataset, rank "
-            "the answers best to worst (ties allowed), write a better answer when none is right, submit."
+            f"Waiting for real labelers ({', '.join(cfg.argilla.labelers)}): their accounts are created when round 1 "
+            f"is pushed, with passwords printed once (kept 0600 in {home / 'users'}). Open {info.api_url}, sign in, "
+            "open the round's dataset, rank the answers best to worst (ties allowed), write a better answer when "
+            "none is right, and submit. This run resumes where it stopped if you interrupt it."
         )
     try:
         driver.run()

@@ -279,7 +279,10 @@ class Driver:
             new = [name for name in a.labelers if name not in existing]
             if new:
                 for user in users.add_users(api, new, workspace=a.workspace, home=a.home):
-                    self.report(f"labeler {user.name} created; credentials in {user.credentials_file}")
+                    self.report(
+                        f"labeler {user.name} created, password {user.password} (shown once; kept in "
+                        f"{user.credentials_file}, mode 0600)"
+                    )
             for name in a.labelers:
                 if name in existing and a.workspace not in existing[name].workspaces:
                     user_id = next(
