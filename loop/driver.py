@@ -312,6 +312,7 @@ class Driver:
         return {
             "reason": result.reason,
             "completed": result.progress.completed,
+            "settled": result.progress.settled,
             "total": result.progress.total,
             "wait_s": result.seconds,
             "polls": result.polls,
