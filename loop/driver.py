@@ -54,6 +54,7 @@ class Driver:
     ):
         self.config = config
         self.simulated_labelers = simulated_labelers
+        self._inputs: dict[int, list] = {}  # round -> its input examples (immutable once written)
         self.run_dir = config.run_dir()
         self.report = report or (lambda msg: log.info(msg))
         self.progress = progress
@@ -157,13 +158,16 @@ class Driver:
         cannot change a round that already started); round n reads round n-1's output."""
         from loop.data import load_examples, write_jsonl
 
-        if n > 1:
-            return load_examples(self.round_dir(n - 1) / OUTPUT_FILE)
-        snapshot = self.round_dir(1) / INPUT_FILE
-        if not snapshot.exists():
-            d = self.config.data
-            write_jsonl(load_examples(d.path, revision=d.revision, split=d.split), snapshot)
-        return load_examples(snapshot)
+        if n not in self._inputs:
+            if n > 1:
+                source = self.round_dir(n - 1) / OUTPUT_FILE
+            else:
+                source = self.round_dir(1) / INPUT_FILE
+                if not source.exists():
+                    d = self.config.data
+                    write_jsonl(load_examples(d.path, revision=d.revision, split=d.split), source)
+            self._inputs[n] = load_examples(source)
+        return self._inputs[n]
 
     def _phase_train(self, n: int) -> dict:
         from loop.train import load_round_model, train_round

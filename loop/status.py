@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from loop.state import PHASES
-
 log = logging.getLogger("pickloop.status")
 
 
@@ -51,7 +49,7 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
         out.append(
             RoundStatus(
                 n,
-                nxt if nxt in PHASES or nxt == "done" else nxt,
+                nxt,
                 total,
                 completed,
                 pending,
