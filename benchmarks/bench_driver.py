@@ -30,7 +30,7 @@ from pathlib import Path
 
 
 def overhead(limit: int, port: int) -> dict:
-    from loop.demo import run_demo
+    from loop.demo.run import run_demo
 
     result = run_demo(
         rounds=1, simulate_labelers=2, limit=limit, port=port, report=lambda m: None, progress=False
@@ -78,7 +78,7 @@ def _dataset(api_url: str, api_key: str, n: int):
 def latency(api_url: str, api_key: str, *, webhooks: bool, poll: float, trials: int) -> list[float]:
     from argilla_setup import rankings
     from loop.config import WaitSettings
-    from loop.wait import wait_for_completion
+    from loop.phases.wait import wait_for_completion
 
     out = []
     for _ in range(trials):
@@ -109,7 +109,7 @@ def latency(api_url: str, api_key: str, *, webhooks: bool, poll: float, trials: 
 
 def idle_cpu(api_url: str, api_key: str, seconds: float) -> float:
     from loop.config import WaitSettings
-    from loop.wait import wait_for_completion
+    from loop.phases.wait import wait_for_completion
 
     owner, dataset_id, _ = _dataset(api_url, api_key, 2)
     before = resource.getrusage(resource.RUSAGE_SELF)

@@ -24,7 +24,7 @@ def trained_round(work: Path, epochs: int, seed: int = 0):
     """Tiny model built and LoRA-trained on the FAQ (answers cut to 300 characters)."""
     from loop.config import ModelSettings, TrainSettings
     from loop.data import Example, load_examples
-    from loop.tiny_model import TinyModelSpec, build_tiny_model
+    from loop.demo.tiny_model import TinyModelSpec, build_tiny_model
     from loop.train import train_round
 
     examples = [

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     from loop.data import Example, load_examples
-    from loop.tiny_model import TinyModelSpec, build_tiny_model
+    from loop.demo.tiny_model import TinyModelSpec, build_tiny_model
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--examples", type=int, default=175)

@@ -320,10 +320,10 @@ def read_push(round_dir: Path) -> PushResult:
 
 @dataclass(frozen=True)
 class Pulled:
-    """What labelers said about a round, ready for `loop.aggregate.aggregate_round`."""
+    """What labelers said about a round, ready for `loop.phases.aggregate.aggregate_round`."""
 
-    records: list  # loop.aggregate.RecordCandidates, in plan order
-    responses: dict[str, list]  # external id -> loop.aggregate.Response (submitted only)
+    records: list  # loop.phases.aggregate.RecordCandidates, in plan order
+    responses: dict[str, list]  # external id -> loop.phases.aggregate.Response (submitted only)
     discarded: int
     draft: int
     missing: int  # planned records not found in Argilla (should be 0)
@@ -337,7 +337,7 @@ def pull(conn: Connection, dataset_id: str, plan: Sequence[PlannedRecord]) -> Pu
     still place, never win.
     """
     from argilla_setup.rankings import iter_rankings
-    from loop.aggregate import RecordCandidates, Response
+    from loop.phases.aggregate import RecordCandidates, Response
 
     with Api(conn) as api:
         by_ext = {r.external_id: r for r in iter_rankings(api, dataset_id)}

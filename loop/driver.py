@@ -297,7 +297,7 @@ class Driver:
     def _phase_wait(self, n: int) -> dict:
         from argilla_setup.connection import Api
         from loop import annotate
-        from loop.wait import wait_for_completion
+        from loop.phases.wait import wait_for_completion
 
         pushed = annotate.read_push(self.round_dir(n))
         with Api(self.connection()) as api:
@@ -328,7 +328,7 @@ class Driver:
         import datasets
 
         from loop import annotate
-        from loop.aggregate import aggregate_round, apply_decisions
+        from loop.phases.aggregate import aggregate_round, apply_decisions
         from loop.data import to_rows
         from loop.fsutil import atomic_path, write_text
 
@@ -373,7 +373,7 @@ class Driver:
     def _phase_publish(self, n: int) -> dict:
         import datasets
 
-        from loop.publish import RoundStats, publish_round
+        from loop.revisions import RoundStats, publish_round
         from loop.train import load_round_model
 
         rd = self.round_dir(n)

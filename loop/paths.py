@@ -28,3 +28,78 @@ def run_dir(run_name: str, base: Path | None = None) -> Path:
 
 def round_dir(run_name: str, round_n: int, base: Path | None = None) -> Path:
     return run_dir(run_name, base) / f"round-{round_n}"
+
+
+class RoundPaths:
+    """Every artifact of one round, named in one place. Phases read and write only through these."""
+
+    def __init__(self, run_dir: Path, round_n: int):
+        self.run_dir = Path(run_dir)
+        self.round = round_n
+        self.dir = self.run_dir / f"round-{round_n}"
+
+    def __repr__(self) -> str:
+        return f"RoundPaths({self.dir})"
+
+    # train
+    @property
+    def input(self) -> Path:
+        """Round 1 only: the snapshot of the configured step-1 data, taken once."""
+        return self.dir / "input.jsonl"
+
+    @property
+    def model(self) -> Path:
+        """The round's trained model folder (adapter, merged weights, train_config.json)."""
+        return self.dir / "model"
+
+    # generate
+    @property
+    def candidates(self) -> Path:
+        return self.dir / "candidates.parquet"
+
+    @property
+    def candidate_chunks(self) -> Path:
+        """Numbered chunks written while generating, so a crash loses at most one chunk."""
+        return self.dir / "candidates.chunks"
+
+    # push / wait / pull
+    @property
+    def push_plan(self) -> Path:
+        return self.dir / "push_plan.jsonl"
+
+    @property
+    def push(self) -> Path:
+        return self.dir / "push.json"
+
+    @property
+    def pulled(self) -> Path:
+        """Everything the pull read from Argilla, kept so re-aggregating never re-pulls."""
+        return self.dir / "pulled.json"
+
+    @property
+    def responses(self) -> Path:
+        return self.dir / "responses.jsonl"
+
+    # aggregate
+    @property
+    def decisions(self) -> Path:
+        return self.dir / "decisions.jsonl"
+
+    @property
+    def output(self) -> Path:
+        """The round's dataset: the next round's input and what publish uploads."""
+        return self.dir / "output.parquet"
+
+
+class RunPaths:
+    """The run directory's own files (state, revisions), and each round's `RoundPaths`."""
+
+    def __init__(self, run_dir: Path):
+        self.dir = Path(run_dir)
+
+    @property
+    def state(self) -> Path:
+        return self.dir / "state.json"
+
+    def round(self, n: int) -> RoundPaths:
+        return RoundPaths(self.dir, n)

@@ -1,25 +1,31 @@
 """The round state machine, persisted in `<run dir>/state.json`.
 
-Phases run in order: train → generate → push → wait → pull → publish. A phase is `done` only after
-its artifact was written (atomically) and the state file was replaced (atomically), so a process
-killed at any moment leaves either the old or the new state, never a mix. Each finished phase records
-a hash of its inputs and settings: a re-run skips it while the hash matches and says what changed
-when it does not.
+A phase is `done` only after its artifact was written (atomically) and the state file was replaced
+(atomically), so a process killed at any moment leaves either the old or the new state, never a mix.
+Each finished phase records a hash of its inputs plus one short hash per config key it depends on,
+so a re-run skips it while nothing changed and names the exact key when something did.
+
+The file format evolves through named migrations (as in llm's `migrations.py`): every load applies
+the ones a file has not seen yet, in order, and records their names; old files keep loading.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from loop.errors import StateError
 from loop.fsutil import write_json
+from loop.phases import PHASE_NAMES
 
-PHASES: tuple[str, ...] = ("train", "generate", "push", "wait", "pull", "publish")
 STATE_FILE = "state.json"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+_AGGREGATE_KEYS = ("records", "completed", "changed", "choices", "discarded", "draft", "none_acceptable", "agreement")
 
 
 @dataclass
@@ -29,37 +35,100 @@ class PhaseRecord:
     finished_at: str
     seconds: float = 0.0
     summary: dict = field(default_factory=dict)
+    # dotted config key -> short hash of its value; None for records migrated from version 1,
+    # whose hashes were computed another way (the driver adopts the current hash for those).
+    keys: dict[str, str] | None = None
+
+
+# --------------------------------------------------------------------------- migrations
+
+Migration = Callable[[dict[str, Any]], None]
+MIGRATIONS: list[tuple[str, Migration]] = []
+
+
+def migration(fn: Migration) -> Migration:
+    MIGRATIONS.append((fn.__name__, fn))
+    return fn
+
+
+@migration
+def m001_split_aggregate_from_pull(raw: dict[str, Any]) -> None:
+    """Version 1 aggregated inside `pull`; a finished v1 pull is now a pull plus an aggregate."""
+    for phases in raw["rounds"].values():
+        pull = phases.get("pull")
+        if pull and "aggregate" not in phases:
+            summary = pull.get("summary") or {}
+            phases["aggregate"] = {
+                **pull,
+                "seconds": 0.0,
+                "summary": {k: summary[k] for k in _AGGREGATE_KEYS if k in summary},
+            }
+            pull["summary"] = {"records": summary.get("records"), "legacy": True}
+
+
+@migration
+def m002_per_key_hashes(raw: dict[str, Any]) -> None:
+    """Version 1 stored one hash per phase; mark those records so the driver adopts the new hash."""
+    for phases in raw["rounds"].values():
+        for rec in phases.values():
+            rec.setdefault("keys", None)
+
+
+def migrate(raw: dict[str, Any], path: Path) -> bool:
+    """Apply the migrations `raw` has not seen; True when anything changed."""
+    version = raw.get("version")
+    if version not in (1, SCHEMA_VERSION):
+        raise StateError(
+            f"{path} has state version {version}; this pickloop reads versions 1-{SCHEMA_VERSION}. "
+            "Upgrade pickloop to continue this run"
+        )
+    applied = raw.setdefault("migrations", [])
+    changed = False
+    for name, fn in MIGRATIONS:
+        if name not in applied:
+            fn(raw)
+            applied.append(name)
+            changed = True
+    raw["version"] = SCHEMA_VERSION
+    return changed or version != SCHEMA_VERSION
+
+
+# --------------------------------------------------------------------------- state
 
 
 @dataclass
 class RunState:
     run_dir: Path
     rounds: dict[int, dict[str, PhaseRecord]] = field(default_factory=dict)
+    migrations: list[str] = field(default_factory=lambda: [name for name, _ in MIGRATIONS])
 
     @classmethod
     def load(cls, run_dir: Path) -> RunState:
-        path = run_dir / STATE_FILE
+        path = Path(run_dir) / STATE_FILE
         if not path.exists():
-            return cls(run_dir)
+            return cls(Path(run_dir))
         try:
             raw = json.loads(path.read_text())
         except ValueError as exc:
             raise StateError(
                 f"{path} is not valid JSON ({exc}); it is only written atomically, so it was edited by hand"
             ) from exc
-        if raw.get("version") != SCHEMA_VERSION:
-            raise StateError(
-                f"{path} has state version {raw.get('version')}, this pickloop reads {SCHEMA_VERSION}"
-            )
+        except OSError as exc:
+            raise StateError(f"cannot read {path}: {exc.strerror}") from exc
+        changed = migrate(raw, path)
         rounds = {
             int(n): {name: PhaseRecord(**rec) for name, rec in phases.items()}
             for n, phases in raw["rounds"].items()
         }
-        return cls(run_dir, rounds)
+        state = cls(Path(run_dir), rounds, list(raw["migrations"]))
+        if changed:
+            state.save()
+        return state
 
     def save(self) -> None:
         body = {
             "version": SCHEMA_VERSION,
+            "migrations": self.migrations,
             "rounds": {
                 str(n): {k: asdict(v) for k, v in ph.items()} for n, ph in sorted(self.rounds.items())
             },
@@ -73,11 +142,19 @@ class RunState:
         return self.record(round_n, phase) is not None
 
     def mark_done(
-        self, round_n: int, phase: str, inputs_hash: str, seconds: float, summary: dict | None = None
+        self,
+        round_n: int,
+        phase: str,
+        inputs_hash: str,
+        seconds: float,
+        summary: dict | None = None,
+        *,
+        keys: dict[str, str] | None = None,
     ) -> None:
-        if phase not in PHASES:
-            raise StateError(f"unknown phase {phase!r}; phases are {', '.join(PHASES)}")
-        missing = [p for p in PHASES[: PHASES.index(phase)] if not self.is_done(round_n, p)]
+        order = PHASE_NAMES
+        if phase not in order:
+            raise StateError(f"unknown phase {phase!r}; phases are {', '.join(order)}")
+        missing = [p for p in order[: order.index(phase)] if not self.is_done(round_n, p)]
         if missing:
             raise StateError(f"round {round_n}: cannot finish {phase!r} before {', '.join(missing)}")
         self.rounds.setdefault(round_n, {})[phase] = PhaseRecord(
@@ -86,12 +163,26 @@ class RunState:
             datetime.now(UTC).isoformat(timespec="seconds"),
             round(seconds, 3),
             summary or {},
+            keys,
         )
         self.save()
 
+    def invalidate(self, round_n: int, phases: Sequence[str]) -> list[tuple[int, str]]:
+        """Forget `phases` of `round_n` and every phase of later rounds; returns what was forgotten."""
+        dropped = [(round_n, p) for p in phases if self.is_done(round_n, p)]
+        for p in phases:
+            self.rounds.get(round_n, {}).pop(p, None)
+        for n in sorted(self.rounds):
+            if n > round_n:
+                dropped += [(n, p) for p in self.rounds[n]]
+                del self.rounds[n]
+        self.rounds = {n: ph for n, ph in self.rounds.items() if ph}
+        self.save()
+        return dropped
+
     def next_phase(self, round_n: int) -> str | None:
         """The first phase of `round_n` not yet done, or None when the round is complete."""
-        return next((p for p in PHASES if not self.is_done(round_n, p)), None)
+        return next((p for p in PHASE_NAMES if not self.is_done(round_n, p)), None)
 
     def current_round(self) -> int:
         """The lowest round that is not complete (1 for a new run)."""
@@ -102,3 +193,6 @@ class RunState:
 
     def finished_rounds(self) -> list[int]:
         return [n for n in sorted(self.rounds) if self.next_phase(n) is None]
+
+    def started(self) -> bool:
+        return any(self.rounds.values())

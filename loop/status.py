@@ -38,7 +38,7 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
             if live:
                 try:
                     from argilla_setup.connection import Api
-                    from loop.wait import dataset_progress
+                    from loop.phases.wait import dataset_progress
 
                     with Api(driver.connection()) as api:
                         p = dataset_progress(api, pushed.summary["dataset_id"])

@@ -139,7 +139,7 @@ def ensure_generation_markers(tokenizer) -> None:
     """Give the tokenizer a chat template with `{% generation %}` markers, or explain what to do."""
     from trl.chat_template_utils import get_training_chat_template, has_generation_markers
 
-    from loop.tiny_model import CHATML_TEMPLATE
+    from loop.demo.tiny_model import CHATML_TEMPLATE
 
     template = tokenizer.chat_template
     if template is None:

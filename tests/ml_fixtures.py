@@ -84,7 +84,7 @@ def train_examples() -> list[Example]:
 def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 32-hidden, 2-layer tiny model whose tokenizer was trained on the whole FAQ."""
     if "tiny" not in _CACHE:
-        from loop.tiny_model import TinyModelSpec, build_tiny_model
+        from loop.demo.tiny_model import TinyModelSpec, build_tiny_model
 
         _limit_threads()
         texts = [m["content"] for ex in load_examples(FAQ) for m in ex.messages]

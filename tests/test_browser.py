@@ -33,7 +33,7 @@ from argilla_setup import schema
 from argilla_setup.connection import Api, Connection
 from argilla_setup.users import add_users
 from loop import annotate
-from loop.aggregate import Response
+from loop.phases.aggregate import Response
 
 pytestmark = pytest.mark.slow
 

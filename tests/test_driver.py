@@ -21,7 +21,7 @@ from loop.cli import cli
 from loop.config import load_config
 from loop.driver import Driver
 from loop.errors import StateError
-from loop.publish import load_round
+from loop.revisions import load_round
 
 
 def annotator_api(api_url: str, name: str) -> Api:

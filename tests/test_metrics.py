@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from loop.metrics import rouge_l, token_f1
+from loop.demo.metrics import rouge_l, token_f1
 
 
 def test_token_f1_hand_computed() -> None:

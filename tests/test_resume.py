@@ -20,7 +20,7 @@ from argilla_setup.connection import Api, Connection
 from loop.config import load_config
 from loop.data import load_examples
 from loop.driver import Driver
-from loop.simulate import LabelerStyle, SimulatedLabelers
+from loop.demo.simulate import LabelerStyle, SimulatedLabelers
 from loop.state import PHASES
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from ml_fixtures import tiny_model  # noqa: F401
 
 from loop.cli import cli
-from loop.tiny_model import IM_END, TinyModelSpec, build_tiny_model, train_tokenizer
+from loop.demo.tiny_model import IM_END, TinyModelSpec, build_tiny_model, train_tokenizer
 
 SAMPLES = [
     "Hello world! It's 3.14, naïve café\n\n  def f(x):\r\n\treturn x  ",

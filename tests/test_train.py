@@ -16,7 +16,7 @@ from ml_fixtures import (  # noqa: F401
 
 from loop.config import ModelSettings, TrainSettings
 from loop.errors import ConfigError, StateError
-from loop.tiny_model import CHATML_TEMPLATE
+from loop.demo.tiny_model import CHATML_TEMPLATE
 from loop.train import (
     build_lora_config,
     build_sft_config,

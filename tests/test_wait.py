@@ -12,7 +12,7 @@ from argilla_setup import rankings, schema, users
 from argilla_setup.connection import Api, Connection, client
 from loop.config import WaitSettings
 from loop.errors import WaitTimeout
-from loop.wait import dataset_progress, wait_for_completion
+from loop.phases.wait import dataset_progress, wait_for_completion
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ def tiny(data: str, out: Path, hidden: int, layers: int, heads: int, vocab_size:
     The folder loads with `AutoModelForCausalLM`/`AutoTokenizer` offline (HF_HUB_OFFLINE=1) and is
     the same for the same data and seed. Seconds, not minutes.
     """
-    from loop.tiny_model import TinyModelSpec, build_from_data
+    from loop.demo.tiny_model import TinyModelSpec, build_from_data
 
     if hidden % heads:
         raise click.BadParameter(f"{heads} does not divide --hidden {hidden}", param_hint="--heads")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from loop.fsutil import atomic_path, write_json, write_text
-from loop.metrics import mean, token_f1
+from loop.demo.metrics import mean, token_f1
 from loop.state import PHASES
 
 

@@ -22,7 +22,7 @@ from loop.config import WaitSettings
 from loop.errors import WaitTimeout
 from loop.retry import is_retryable
 
-log = logging.getLogger("pickloop.wait")
+log = logging.getLogger("pickloop.phases.wait")
 
 RECORD_COMPLETED = "record.completed"
 MAX_ERROR_BACKOFF_S = 60.0

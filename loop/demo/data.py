@@ -27,8 +27,8 @@ class DemoData:
 
 
 def faq_path() -> Path:
-    """The Python FAQ shipped inside the package (PSF documentation licence, see loop/data/README.md)."""
-    return Path(str(resources.files("loop") / "data" / "python_faq.jsonl"))
+    """The Python FAQ shipped inside the package (PSF documentation licence, see loop/demo/DATA.md)."""
+    return Path(str(resources.files("loop.demo") / "python_faq.jsonl"))
 
 
 def _first_sentence(text: str) -> str:

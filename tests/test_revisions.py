@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 
 from loop.config import PublishSettings
 from loop.errors import ConfigError, HubError, NotFoundError
-from loop.publish import (
+from loop.revisions import (
     HubPublisher,
     LocalStore,
     RoundStats,

@@ -24,21 +24,21 @@ Reporter = Callable[[str], None]
 @dataclass(frozen=True)
 class DemoResult:
     run_dir: Path
-    rows: list  # loop.report.RoundRow
+    rows: list  # loop.demo.report.RoundRow
     report_md: Path
     plot_png: Path
     simulated: bool
 
 
 def demo_config_path() -> Path:
-    return Path(str(resources.files("loop") / "data" / "demo.yaml"))
+    return Path(str(resources.files("loop.demo") / "demo.yaml"))
 
 
 def prepare_data(cfg: RunConfig, *, fraction: float, limit: int | None, report: Reporter) -> dict[str, str]:
     """Write the step-1 data where the config reads it, and the references beside the run (never
     where the model or the driver reads); returns the references."""
     from loop.data import write_jsonl
-    from loop.demo_data import load_demo_data
+    from loop.demo.data import load_demo_data
 
     demo = load_demo_data(fraction=fraction, seed=cfg.run.seed, limit=limit)
     step1 = Path(cfg.data.path)
@@ -54,8 +54,8 @@ def prepare_data(cfg: RunConfig, *, fraction: float, limit: int | None, report: 
 
 
 def prepare_model(cfg: RunConfig, report: Reporter) -> None:
-    from loop.demo_data import faq_path
-    from loop.tiny_model import build_from_data
+    from loop.demo.data import faq_path
+    from loop.demo.tiny_model import build_from_data
 
     out = Path(cfg.model.name_or_path)
     if not (out / "config.json").exists():
@@ -76,7 +76,7 @@ def run_demo(
 ) -> DemoResult:
     from argilla_setup import server
     from loop.driver import Driver
-    from loop.report import write_report
+    from loop.demo.report import write_report
 
     cfg = load_config(config_path or demo_config_path())
     if rounds is not None:
@@ -100,7 +100,7 @@ def run_demo(
     driver = Driver(cfg, report=report, progress=progress, simulated_labelers=simulated)
     labelers = None
     if simulated:
-        from loop.simulate import SimulatedLabelers
+        from loop.demo.simulate import SimulatedLabelers
 
         labelers = SimulatedLabelers(
             info.api_url,

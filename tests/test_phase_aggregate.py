@@ -8,7 +8,7 @@ from fractions import Fraction
 
 import pytest
 
-from loop.aggregate import (
+from loop.phases.aggregate import (
     Decision,
     RecordCandidates,
     Response,

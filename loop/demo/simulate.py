@@ -21,9 +21,9 @@ from pathlib import Path
 from argilla_setup import rankings, schema
 from argilla_setup.connection import Api, Connection
 from argilla_setup.users import credentials_file
-from loop.metrics import token_f1
+from loop.demo.metrics import token_f1
 
-log = logging.getLogger("pickloop.simulate")
+log = logging.getLogger("pickloop.demo.simulate")
 
 
 @dataclass(frozen=True)

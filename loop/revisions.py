@@ -15,7 +15,7 @@ Local store (no `publish.hub_repo`): `<store>/round-N/{data/train-*.parquet, REA
 atomically, plus `<store>/revisions.json`. Each round folder is also a loadable dataset folder:
 `load_dataset("<store>/round-N")` or `load_round(...)`.
 
-    from loop.publish import RoundStats, publish_round, load_round
+    from loop.revisions import RoundStats, publish_round, load_round
     stats = RoundStats.from_dataset(ds, 2, base_model="Qwen/Qwen2.5-0.5B-Instruct", adapter="runs/x/round-2/adapter")
     rev = publish_round(ds, stats, cfg.publish, run_name="x", run_dir=cfg.run_dir())
     same = load_round(2, cfg.publish, run_dir=cfg.run_dir())
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     import datasets
     from huggingface_hub import HfApi
 
-log = logging.getLogger("pickloop.publish")
+log = logging.getLogger("pickloop.revisions")
 
 T = TypeVar("T")
 
