@@ -2,7 +2,8 @@
 
 Commands live in `loop/commands/<noun>.py` and only parse and print; the logic is in plain functions
 the tests call. Heavy imports (torch, trl, argilla) happen inside commands so `--help` is instant.
-User mistakes surface as `PickloopError` and are printed here as one clean line, never a traceback.
+User mistakes and expected failures (`PickloopError`, connection and file-system errors) surface as
+one clean line and exit code 1; a traceback only with `--debug`.
 """
 
 from __future__ import annotations
@@ -14,48 +15,60 @@ import click
 
 from loop import __version__
 from loop.commands import register
-from loop.errors import PickloopError
+from loop.errors import PickloopError, describe_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+_debug = False
 
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="pickloop")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an error (for bug reports).")
+def cli(verbose: int, debug: bool) -> None:
     """Self-predict and manual-select rounds for LoRA domain fine-tuning.
 
     Each round: LoRA-tune the model, let it answer its own training questions, have labelers rank the
     answers in Argilla, publish the chosen answers as a dataset revision, and train again.
     """
+    global _debug
+    _debug = debug
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
 
 
 register(cli)
 
+RESUMABLE = "Interrupted; the run directory holds a resumable state: re-run the same command to continue."
+
 
 def main() -> None:
-    """Console-script entry point: turns pickloop's own errors into a clean message and exit code 1."""
+    """Console-script entry point: one clean line and exit code 1 for every expected error."""
     try:
         code = cli.main(standalone_mode=False)
         if isinstance(code, int):
             sys.exit(code)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
+    except click.exceptions.Abort as exc:
+        interrupted = isinstance(exc.__cause__, KeyboardInterrupt)
+        click.echo(RESUMABLE if interrupted else "Aborted.", err=True)
+        sys.exit(130 if interrupted else 1)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except PickloopError as exc:
-        click.secho(f"Error: {exc}", fg="red", err=True)
-        sys.exit(1)
     except KeyboardInterrupt:
-        click.echo("Interrupted; the run directory holds a resumable state.", err=True)
+        click.echo(RESUMABLE, err=True)
         sys.exit(130)
+    except Exception as exc:
+        message = describe_error(exc)
+        if message is None or _debug:
+            raise
+        click.secho(f"Error: {message}", fg="red", err=True)
+        sys.exit(1)
 
+
+__all__ = ["PickloopError", "cli", "main"]
 
 if __name__ == "__main__":
     main()

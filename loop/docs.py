@@ -1,11 +1,10 @@
 """Generated README sections: the CLI reference (from `--help`) and the config reference (from the
-pydantic models). `python -m loop.docs --write` refreshes README.md; `--check` fails when stale
+pydantic models). `make docs` (`python -m loop.docs`) refreshes README.md; `--check` fails when stale
 (a test runs it), so the README never drifts from the code.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from pathlib import Path
@@ -34,7 +33,7 @@ def _commands(
 def cli_reference_markdown() -> str:
     from loop.cli import cli
 
-    parts = ["Generated from `--help` by `python -m loop.docs --write`.\n"]
+    parts = ["Generated from `--help` by `make docs`.\n"]
     for path, cmd in _commands(cli):
         name = " ".join(("pickloop", *path))
         ctx = click.Context(
@@ -69,18 +68,15 @@ def render(readme: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    mode = parser.add_mutually_exclusive_group(required=True)
-    mode.add_argument("--write", action="store_true", help="rewrite the generated sections of README.md")
-    mode.add_argument("--check", action="store_true", help="exit 1 when README.md is stale")
-    args = parser.parse_args(argv)
+    """Developer tool (`make docs`), not a user command: `--check` exits 1 when README.md is stale."""
+    args = sys.argv[1:] if argv is None else argv
     current = README.read_text(encoding="utf-8")
     fresh = render(current)
-    if args.write:
+    if "--check" not in args:
         README.write_text(fresh, encoding="utf-8")
         return 0
     if fresh != current:
-        print("README.md is stale: run `python -m loop.docs --write`", file=sys.stderr)
+        print("README.md is stale: run `make docs`", file=sys.stderr)
         return 1
     return 0
 

@@ -88,3 +88,26 @@ class StateError(PickloopError, RuntimeError):
 
 class WaitTimeout(PickloopError, TimeoutError):
     """Waiting for labelers reached its deadline before the completion target."""
+
+
+def describe_error(exc: BaseException) -> str | None:
+    """One line for an expected failure (ours, or a connection/file-system error); None for a bug.
+
+    Never includes secrets: our messages are written without them, and library errors are reduced
+    to their type, target and reason.
+    """
+    if isinstance(exc, PickloopError):
+        return str(exc)
+    if isinstance(exc, PermissionError | FileNotFoundError | IsADirectoryError | NotADirectoryError):
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"{exc.strerror or type(exc).__name__}:{where} (check the path and its permissions)"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+        return f"{exc.strerror}:{where}"
+    name = type(exc).__name__
+    module = type(exc).__module__.split(".")[0]
+    if module in {"httpx", "httpcore", "requests", "urllib3"} and ("Connect" in name or "Timeout" in name):
+        request = getattr(exc, "request", None)
+        url = getattr(request, "url", None)
+        return f"cannot reach {url or 'the server'} ({name}); is it running and is the URL right?"
+    return None

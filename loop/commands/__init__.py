@@ -6,11 +6,12 @@ import click
 
 
 def register(root: click.Group) -> None:
-    from loop.commands import argilla, demo, model, run
+    from loop.commands import argilla, config, demo, model, run
 
     root.add_command(argilla.argilla)
     root.add_command(model.model)
     root.add_command(run.run)
-    root.add_command(run.round_cmd)
+    root.add_command(run.round_group)
+    root.add_command(config.config)
     root.add_command(run.status)
     root.add_command(demo.demo)

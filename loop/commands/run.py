@@ -1,4 +1,4 @@
-"""`pickloop run`, `pickloop round PHASE`, `pickloop status`: the round driver from the command line."""
+"""`pickloop run`, `pickloop round PHASE|redo`, `pickloop status`: the round driver from the command line."""
 
 from __future__ import annotations
 
@@ -6,9 +6,16 @@ from pathlib import Path
 
 import click
 
-from loop.state import PHASES
+from loop.phases import PHASE_NAMES, REGISTRY
 
 CONFIG_ARG = click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+ROUND_OPT = click.option(
+    "--round",
+    "round_n",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Round number (default: the current round).",
+)
 
 
 def _driver(config_path: Path, **kwargs):
@@ -38,32 +45,65 @@ def run(config: Path, rounds: int | None) -> None:
     click.echo(f"Done: {len(ran)} phase(s) ran, {len(outcomes) - len(ran)} already finished.")
 
 
-@click.command(name="round")
-@click.argument("phase", type=click.Choice(PHASES))
+@click.group(name="round")
+def round_group() -> None:
+    """Run one phase of a round by hand, or redo a phase and what follows it.
+
+    Phases, in order: train, generate, push, wait, pull, aggregate, publish.
+    """
+
+
+def _phase_command(name: str, doc: str) -> click.Command:
+    @click.command(name=name, help=f"Run the {name} phase: {doc}.")
+    @CONFIG_ARG
+    @ROUND_OPT
+    def cmd(config: Path, round_n: int | None) -> None:
+        driver = _driver(config)
+        n = round_n or driver.state().current_round()
+        outcome = driver.run_phase(n, name)
+        if outcome.skipped:
+            click.echo(f"round {n}: {name} was already done; nothing to do.")
+        else:
+            click.echo(f"round {n}: {name} done in {outcome.seconds:.1f}s.")
+
+    return cmd
+
+
+for _phase in REGISTRY:
+    round_group.add_command(_phase_command(_phase.name, _phase.doc))
+
+
+@round_group.command()
+@click.argument("phase", type=click.Choice(PHASE_NAMES))
 @CONFIG_ARG
-@click.option(
-    "--round",
-    "round_n",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Round number (default: the current round).",
-)
-def round_cmd(phase: str, config: Path, round_n: int | None) -> None:
-    """Run one PHASE of a round by hand (train, generate, push, wait, pull, publish)."""
+@ROUND_OPT
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+def redo(phase: str, config: Path, round_n: int | None, yes: bool) -> None:
+    """Forget PHASE and every later phase of the round (and later rounds), to run them again.
+
+    Use it after changing a setting of a finished phase. Nothing is deleted: the next `pickloop run`
+    redoes the forgotten phases with the current settings and overwrites their artifacts; Argilla
+    records are upserted by the same ids.
+    """
     driver = _driver(config)
-    n = round_n or driver.state().current_round()
-    outcome = driver.run_phase(n, phase)
-    if outcome.skipped:
-        click.echo(f"round {n}: {phase} was already done; nothing to do.")
-    else:
-        click.echo(f"round {n}: {phase} done in {outcome.seconds:.1f}s.")
+    state = driver.state()
+    n = round_n or max([m for m in state.rounds if state.is_done(m, phase)], default=state.current_round())
+    plan = driver.redo_plan(n, phase)
+    if not plan:
+        click.echo(f"round {n}: {phase} has not run; nothing to redo.")
+        return
+    click.echo("Will redo: " + ", ".join(f"round {m} {p}" for m, p in plan))
+    if not yes:
+        click.confirm("Continue?", abort=True)
+    driver.redo(n, phase)
+    click.echo(f"Forgotten. Run `pickloop run {config}` to redo them.")
 
 
 @click.command()
 @CONFIG_ARG
 @click.option("--offline", is_flag=True, help="Do not ask Argilla for live progress.")
 def status(config: Path, offline: bool) -> None:
-    """Show each round's phase, labeling progress (live from Argilla) and published revision."""
+    """Show each round's next phase, labeling progress (live from Argilla) and published revision."""
     from rich.console import Console
     from rich.table import Table
 
@@ -71,8 +111,11 @@ def status(config: Path, offline: bool) -> None:
 
     driver = _driver(config)
     rows = run_status(driver, live=not offline)
+    if not rows:
+        click.echo(f"pickloop run {driver.config.run.name}: nothing has run yet ({driver.run_dir}).")
+        return
     table = Table(title=f"pickloop run {driver.config.run.name} ({driver.run_dir})")
-    for col in ("round", "phase", "records", "completed", "pending", "labelers", "revision"):
+    for col in ("round", "next phase", "records", "completed", "pending", "labelers", "revision"):
         table.add_column(col)
     for r in rows:
         table.add_row(

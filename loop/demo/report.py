@@ -15,7 +15,7 @@ from pathlib import Path
 
 from loop.fsutil import atomic_path, write_json, write_text
 from loop.demo.metrics import mean, token_f1
-from loop.state import PHASES
+from loop.phases import PHASE_NAMES, PHASES
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def greedy_f1(turns, references: Mapping[str, str]) -> float | None:
         if t.example_id not in references:
             continue
         greedy = next((c for c in t.candidates if any(s.kind == "greedy" for s in c.settings)), None)
-        text = greedy.text if greedy else t.current_answer if t.n_empty else ""
+        text = greedy.text if greedy else ""  # an empty greedy answer scores as empty, not as the data
         scores.append(token_f1(text, references[t.example_id]))
     return mean(scores) if scores else None
 
@@ -52,27 +52,31 @@ def greedy_f1(turns, references: Mapping[str, str]) -> float | None:
 def build_rows(driver, references: Mapping[str, str]) -> list[RoundRow]:
     """Rows for round 0 (the step-1 data) and every finished round of the driver's run."""
     from loop.data import load_examples
-    from loop.driver import CANDIDATES_FILE, OUTPUT_FILE
-    from loop.generate import load_candidates
+    from loop.generate import load_candidates  # TODO(merge): loop.phases.generate
 
     state = driver.state()
-    rows = [RoundRow(0, dataset_f1(driver.input_examples(1), references), None)]
+    rows = [RoundRow(0, dataset_f1(driver.context(1).examples(), references), None)]
     for n in state.finished_rounds():
-        rd = driver.round_dir(n)
-        pull = state.record(n, "pull")
-        train = state.record(n, "train")
+        paths = driver.paths.round(n)
+        agg = PHASES["aggregate"].summary_from(_summary(state, n, "aggregate"))
+        train = PHASES["train"].summary_from(_summary(state, n, "train"))
         rows.append(
             RoundRow(
                 n,
-                dataset_f1(load_examples(rd / OUTPUT_FILE), references),
-                greedy_f1(load_candidates(rd / CANDIDATES_FILE), references),
-                dict(pull.summary.get("choices", {})) if pull else {},
-                pull.summary.get("agreement") if pull else None,
-                train.summary.get("final_loss") if train else None,
-                {p: round(state.record(n, p).seconds, 1) for p in PHASES if state.record(n, p)},
+                dataset_f1(load_examples(paths.output), references),
+                greedy_f1(load_candidates(paths.candidates), references),
+                dict(agg.choices) if agg else {},
+                agg.agreement if agg else None,
+                train.final_loss if train else None,
+                {p: round(state.record(n, p).seconds, 1) for p in PHASE_NAMES if state.record(n, p)},
             )
         )
     return rows
+
+
+def _summary(state, n: int, phase: str) -> dict | None:
+    rec = state.record(n, phase)
+    return rec.summary if rec else None
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:

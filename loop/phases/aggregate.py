@@ -1,6 +1,8 @@
-"""Aggregate labelers' rankings into one answer per assistant turn, with agreement and provenance.
+"""Phase `aggregate`: labelers' rankings into one answer per assistant turn, with agreement and provenance.
 
-Pure functions over small dataclasses (no I/O), so every rule below is tested with exact numbers.
+The rules are pure functions over small dataclasses (no I/O), so every rule below is tested with
+exact numbers; `run` at the bottom reads `pulled.json`, writes `decisions.jsonl` and the round's
+dataset `output.parquet`. It never asks Argilla: re-aggregating does not re-pull.
 
 Rules, per record (one (example, turn)), in order:
 
@@ -34,9 +36,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any, Literal
+
+from loop.context import RoundContext
+from loop.errors import StateError
+from loop.fsutil import atomic_path, write_text
 
 Choice = Literal["original", "model", "edited"]
 CHOICES: tuple[Choice, ...] = ("original", "model", "edited")
@@ -420,3 +427,69 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
         "agreement": sum(defined) / len(defined) if defined else None,
         "generation_settings": models[0] if len(models) == 1 else None,
     }
+
+
+# --------------------------------------------------------------------------- the phase
+
+
+@dataclass(frozen=True)
+class Summary:
+    records: int
+    completed: int
+    changed: int
+    choices: dict[str, int]
+    discarded: int = 0
+    draft: int = 0
+    none_acceptable: int = 0
+    agreement: float | None = None
+
+
+def read_pulled(path: Path) -> tuple[list[RecordCandidates], dict[str, list[Response]], int, int]:
+    """`pulled.json` back as aggregation inputs."""
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise StateError(
+            f"{path} is missing (the round was pulled by an older pickloop); redo the pull: "
+            "`pickloop round redo pull CONFIG`"
+        ) from None
+    records = [RecordCandidates(**r) for r in raw["records"]]
+    responses = {
+        k: [Response(r["annotator"], tuple(tuple(x) for x in r["ranking"]), r["edited"], r["none_acceptable"])
+            for r in v]
+        for k, v in raw["responses"].items()
+    }
+    return records, responses, int(raw["discarded"]), int(raw["draft"])
+
+
+def run(ctx: RoundContext) -> Summary:
+    import datasets
+
+    from loop.data import to_rows
+
+    records, responses, discarded, draft = read_pulled(ctx.paths.pulled)
+    agg = aggregate_round(
+        ctx.round,
+        records,
+        responses,
+        discarded=discarded,
+        draft=draft,
+        min_submitted=ctx.config.argilla.min_submitted,
+    )
+    write_text(
+        ctx.paths.decisions,
+        "".join(json.dumps(asdict(d), ensure_ascii=False, default=str) + "\n" for d in agg.decisions),
+    )
+    rows = apply_decisions(to_rows(ctx.examples()), agg.decisions, ctx.round)
+    with atomic_path(ctx.paths.output) as tmp:
+        datasets.Dataset.from_list(rows).to_parquet(str(tmp))
+    return Summary(
+        records=len(agg.decisions),
+        completed=agg.completed,
+        changed=agg.changed,
+        choices=dict(agg.counts),
+        discarded=agg.discarded,
+        draft=agg.draft,
+        none_acceptable=agg.flagged_none_acceptable,
+        agreement=agg.mean_agreement,
+    )

@@ -1,4 +1,4 @@
-"""Wait step: block until labelers have completed enough records of a round's dataset.
+"""Phase `wait`: block until labelers have completed enough records of a round's dataset.
 
 Argilla marks a record `completed` once `min_submitted` annotators submitted it. The driver listens
 for Argilla's `record.completed` webhook (sent by the server's rq worker, signed per Standard
@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from argilla_setup.connection import Api
 from loop.config import WaitSettings
+from loop.context import RoundContext
 from loop.errors import WaitTimeout
 from loop.retry import is_retryable
 
@@ -94,6 +95,7 @@ class WebhookListener:
     dataset_id: str
     tag: str
     host: str = "127.0.0.1"
+    port: int = 0
     public_url: str | None = None
     wake: threading.Event = field(default_factory=threading.Event)
     events: int = 0
@@ -116,7 +118,7 @@ class WebhookListener:
             def log_message(self, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((self.host, 0), Handler)
+        self._server = ThreadingHTTPServer((self.host, self.port), Handler)
         threading.Thread(target=self._server.serve_forever, name="pickloop-webhooks", daemon=True).start()
         url = self.public_url or f"http://{self.host}:{self._server.server_address[1]}/argilla"
         created = self.api.post(
@@ -195,20 +197,40 @@ def wait_for_completion(
     labelers: Sequence[str] = (),
     on_progress: Callable[[Progress], None] | None = None,
     wake: threading.Event | None = None,
+    remote: bool = False,
 ) -> WaitResult:
     """Poll (and listen) until the completion target or the timeout; returns why it stopped.
 
     With `labelers` (the run's annotators), records every one of them answered count as done even
     when a discard keeps them from `completed`.
 
+    A `remote` server cannot post to this machine's loopback: webhooks then need
+    `wait.webhook_url` (an address the server can reach, served on `wait.webhook_bind`); without it
+    the wait polls and says so.
+
     Raises `WaitTimeout` at the deadline unless `settings.on_timeout` is "proceed".
     """
     started = time.monotonic()
     deadline = started + settings.timeout_s if settings.timeout_s else None
     listener = None
-    if settings.webhooks:
+    if settings.webhooks and remote and not settings.webhook_url:
+        log.warning(
+            "a remote Argilla server cannot post webhooks to this machine's 127.0.0.1; polling every "
+            "%.1fs (set wait.webhook_url to an address the server reaches, or wait.webhooks: false)",
+            settings.poll_interval_s,
+        )
+    elif settings.webhooks:
+        host, _, port = settings.webhook_bind.rpartition(":")
         try:
-            listener = WebhookListener(api, dataset_id, tag, wake=wake or threading.Event()).__enter__()
+            listener = WebhookListener(
+                api,
+                dataset_id,
+                tag,
+                host=host.strip("[]"),
+                port=int(port),
+                public_url=settings.webhook_url,
+                wake=wake or threading.Event(),
+            ).__enter__()
         except Exception as err:
             log.warning(
                 "webhooks unavailable (%s); polling every %.1fs", type(err).__name__, settings.poll_interval_s
@@ -270,3 +292,57 @@ def wait_for_completion(
     finally:
         if listener:
             listener.__exit__(None, None, None)
+
+
+# --------------------------------------------------------------------------- the phase
+
+
+@dataclass(frozen=True)
+class Summary:
+    reason: str
+    completed: int
+    total: int
+    settled: int = 0
+    wait_s: float | None = None
+    polls: int = 0
+    webhook_events: int = 0
+    detect_latency_s: float | None = None
+    labelers: dict[str, int] = field(default_factory=dict)  # username -> submitted responses
+
+
+def describe(p: Progress, labelers: Sequence[str] = ()) -> str:
+    """One status line, in the words `pickloop status` uses."""
+    parts = [f"{p.completed}/{p.total} records complete"]
+    if p.settled:
+        parts.append(f"{p.settled} more answered by every labeler")
+    parts += [f"{u.username} {u.submitted}" for u in p.users]
+    return " · ".join(parts)
+
+
+def run(ctx: RoundContext) -> Summary:
+    from loop import annotate
+
+    pushed = annotate.read_push(ctx.paths.dir)
+    a = ctx.config.argilla
+    with Api(ctx.connection()) as api:
+        result = wait_for_completion(
+            api,
+            pushed.dataset_id,
+            ctx.config.wait,
+            tag=f"pickloop:{ctx.config.run.name}:round-{ctx.round}",
+            labelers=a.labelers,
+            on_progress=lambda p: ctx.report(f"round {ctx.round}: {describe(p)}"),
+            remote=bool(a.api_url),
+        )
+    p = result.progress
+    return Summary(
+        reason=result.reason,
+        completed=p.completed,
+        total=p.total,
+        settled=p.settled,
+        wait_s=result.seconds,
+        polls=result.polls,
+        webhook_events=result.webhook_events,
+        detect_latency_s=result.detect_latency_s,
+        labelers={u.username: u.submitted for u in p.users},
+    )

@@ -1,0 +1,42 @@
+"""Phase `publish`: the round's dataset as revision `round-N` (Hub repo or the local store).
+
+Exactly once per round, even across crashes: see `loop.revisions` for how an interrupted publish is
+found and finished instead of repeated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loop.context import RoundContext
+
+
+@dataclass(frozen=True)
+class Summary:
+    revision: str
+    commit: str | None = None
+    url: str | None = None
+    backend: str | None = None
+
+
+def run(ctx: RoundContext) -> Summary:
+    import datasets
+
+    from loop.train import load_round_model  # TODO(merge): loop.models
+    from loop.revisions import RoundStats, publish_round
+
+    ds = datasets.Dataset.from_parquet(str(ctx.paths.output))
+    aggregated = ctx.summary("aggregate")
+    model = load_round_model(ctx.paths.model)
+    stats = RoundStats.from_dataset(
+        ds,
+        ctx.round,
+        changed=aggregated.changed if aggregated else None,
+        base_model=model.original_base,
+        adapter=str(model.adapter_dir),
+        simulated_labelers=ctx.simulated_labelers,
+    )
+    rev = publish_round(ds, stats, ctx.config.publish, run_name=ctx.config.run.name, run_dir=ctx.run.dir)
+    done = "published" if rev.created else "already published"
+    ctx.report(f"round {ctx.round}: {done} {rev.revision} at {rev.url}")
+    return Summary(rev.revision, rev.commit_sha, rev.url, rev.backend)

@@ -1,0 +1,92 @@
+"""Phase `push`: the round's candidates into an Argilla ranking dataset, blind and idempotent.
+
+The push plan (slot -> source for every record) is written to the run directory before anything
+reaches Argilla; records are upserted by deterministic external ids, so a re-run never duplicates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from loop.context import RoundContext
+
+
+@dataclass(frozen=True)
+class Summary:
+    dataset: str
+    dataset_id: str
+    records: int
+    url: str | None = None
+
+
+def schema_options(ctx: RoundContext):
+    from argilla_setup.schema import SchemaOptions
+
+    a = ctx.config.argilla
+    multi = any(
+        len(ex.assistant_turns()) > 1 or ex.messages[0]["role"] == "system" for ex in ctx.examples()
+    )
+    return SchemaOptions(
+        multi_turn=multi,
+        edit_question=a.edit_question,
+        none_acceptable=a.none_acceptable,
+        min_submitted=a.min_submitted,
+    )
+
+
+def run(ctx: RoundContext) -> Summary:
+    from loop import annotate
+    from loop.generate import load_candidates  # TODO(merge): loop.phases.generate
+
+    cfg = ctx.config
+    slots = cfg.generate.k + 1  # the current answer plus K generated candidates
+    turns = load_candidates(ctx.paths.candidates)
+    model_name = f"{Path(cfg.model.name_or_path).name}@round-{ctx.round}"
+    items = [annotate.item_from_turn(t, model_name) for t in turns]
+    plan = annotate.plan_records(items, run=cfg.run.name, round_n=ctx.round, slots=slots, seed=cfg.run.seed)
+    annotate.write_plan(ctx.paths.dir, plan)
+    conn = ctx.connection()
+    ensure_labelers(ctx, conn)
+    result = annotate.push(
+        conn,
+        plan,
+        round_dir=ctx.paths.dir,
+        run=cfg.run.name,
+        round_n=ctx.round,
+        workspace=cfg.argilla.workspace,
+        slots=slots,
+        options=schema_options(ctx),
+        suggest=cfg.argilla.suggest_model_choice,
+        progress=ctx.progress,
+    )
+    ctx.report(f"round {ctx.round}: {result.records} records in Argilla dataset {result.dataset_name}: {result.url}")
+    return Summary(result.dataset_name, result.dataset_id, result.records, result.url)
+
+
+def ensure_labelers(ctx: RoundContext, conn) -> None:
+    """Create the configured labelers that do not exist yet; credentials go to 0600 files, and the
+    password is shown only on an interactive terminal (never into a log)."""
+    import sys
+
+    from argilla_setup import users
+    from argilla_setup.connection import Api
+
+    a = ctx.config.argilla
+    if not a.labelers:
+        return
+    with Api(conn) as api:
+        ws = api.workspace_by_name(a.workspace) or api.post("/api/v1/workspaces", json={"name": a.workspace})
+        existing = {u.name: u for u in users.list_users(api)}
+        new = [name for name in a.labelers if name not in existing]
+        if new:
+            interactive = sys.stdout.isatty()
+            for user in users.add_users(api, new, workspace=a.workspace, home=a.home):
+                shown = f"password {user.password}, " if interactive else ""
+                ctx.report(
+                    f"labeler {user.name} created ({shown}credentials in {user.credentials_file}, mode 0600)"
+                )
+        for name in a.labelers:
+            if name in existing and a.workspace not in existing[name].workspaces:
+                user_id = next(u["id"] for u in api.get("/api/v1/users")["items"] if u["username"] == name)
+                api.post(f"/api/v1/workspaces/{ws['id']}/users", json={"user_id": user_id})
