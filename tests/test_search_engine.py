@@ -49,8 +49,8 @@ from argilla_server.search_engine import (
     TextQuery,
 )
 
-from argilla_setup import search_engine as se
-from argilla_setup.es_query import (
+from argilla_setup.search import engine as se
+from argilla_setup.search.query import (
     DocumentNotFoundError,
     IndexNotFoundError,
     UnsupportedQueryError,
@@ -410,7 +410,7 @@ def test_persistence_and_writes_from_another_process(indexed) -> None:
 
 
 def test_unsupported_constructs_raise() -> None:
-    from argilla_setup.es_query import Mapping, Snapshot, apply_update, search
+    from argilla_setup.search.query import Mapping, Snapshot, apply_update, search
 
     snap = Snapshot(name="x", mapping=Mapping({"properties": {"a": {"type": "keyword"}}}), docs=[])
     with pytest.raises(UnsupportedQueryError, match="query_string"):
@@ -423,7 +423,7 @@ def test_unsupported_constructs_raise() -> None:
 
 def test_interpreter_details() -> None:
     """Elasticsearch semantics the engine-level tests do not reach."""
-    from argilla_setup.es_query import Doc, Mapping, Snapshot, search
+    from argilla_setup.search.query import Doc, Mapping, Snapshot, search
 
     mapping = Mapping(
         {

@@ -3,8 +3,8 @@
 Why: argilla-server needs Elasticsearch or OpenSearch, and neither can be installed here. This engine
 subclasses argilla-server's own `BaseElasticAndOpenSearchEngine`, so every query, mapping and update
 is built by argilla's code exactly as for Elasticsearch; only the request primitives are ours. They
-keep JSON documents in one SQLite file and answer with `argilla_setup.es_query`, an interpreter of the
-query DSL that commons.py emits.
+keep JSON documents in one SQLite file and answer with `argilla_setup.search.query`, an interpreter of
+the query DSL that commons.py emits.
 
 Importing this module registers `ENGINE_NAME`; the server and its rq worker import it first and run
 with `ARGILLA_SEARCH_ENGINE=pickloop-sqlite` and `PICKLOOP_SEARCH_DB=<home>/search.sqlite3`. Both
@@ -16,7 +16,7 @@ Rebuild the index from the Argilla database (the server may keep running):
 
     PICKLOOP_SEARCH_DB=~/.pickloop/argilla/search.sqlite3 \\
     ARGILLA_DATABASE_URL=sqlite+aiosqlite:///$HOME/.pickloop/argilla/argilla.db \\
-        python -c "from argilla_setup.search_engine import reindex; print(reindex())"
+        python -c "from argilla_setup.search.engine import reindex; print(reindex())"
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from argilla_server.search_engine.commons import (
     es_ids_query,
 )
 
-from argilla_setup import es_query
-from argilla_setup.es_query import Doc, IndexNotFoundError, Mapping, Snapshot
+from argilla_setup.search import query as dsl
+from argilla_setup.search.query import Doc, IndexNotFoundError, Mapping, Snapshot
 
 __all__ = ["ENGINE_NAME", "SEARCH_DB_ENV", "SQLiteSearchEngine", "reindex", "search_db_path"]
 
@@ -220,7 +220,7 @@ class _Store:
                 return
             _LOGGER.warning("index %s already exists: merging mappings, keeping its documents", name)
             merged = json.loads(row[0])
-            es_query.deep_merge(merged, _plain(mappings))
+            dsl.deep_merge(merged, _plain(mappings))
             conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(merged), name))
             self._bump(conn, name)
 
@@ -248,7 +248,7 @@ class _Store:
             if row is None:
                 raise IndexNotFoundError(f"no such index: {name}")
             mappings = json.loads(row[0])
-            es_query.deep_merge(mappings.setdefault("properties", {}), _plain(properties))
+            dsl.deep_merge(mappings.setdefault("properties", {}), _plain(properties))
             conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(mappings), name))
             self._bump(conn, name)
 
@@ -269,7 +269,7 @@ class _Store:
             elif op == "delete":
                 deletes.setdefault(index, []).append(doc_id)
             else:
-                raise es_query.UnsupportedQueryError(f"bulk operation {op!r} is not supported")
+                raise dsl.UnsupportedQueryError(f"bulk operation {op!r} is not supported")
         errors: list[dict[str, Any]] = []
         with self._transaction(write=True) as conn:
             for index, docs in upserts.items():
@@ -308,8 +308,8 @@ class _Store:
             if row is None:
                 if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
                     raise IndexNotFoundError(f"no such index: {name}")
-                raise es_query.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
-            source = es_query.apply_update(json.loads(row[0]), body)
+                raise dsl.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
+            source = dsl.apply_update(json.loads(row[0]), body)
             version = self._bump(conn, name)
             conn.execute(
                 "UPDATE documents SET source = ?, version = ? WHERE index_name = ? AND doc_id = ?",
@@ -363,10 +363,10 @@ class _Store:
         return snap
 
     def search(self, name: str, **request: Any) -> dict[str, Any]:
-        return es_query.search(self.snapshot(name), **_plain(request))
+        return dsl.search(self.snapshot(name), **_plain(request))
 
     def knn(self, name: str, field: str, vector: list[float], k: int, filter_query: dict | None) -> dict:
-        return es_query.knn_search(self.snapshot(name), field, vector, k, _plain(filter_query))
+        return dsl.knn_search(self.snapshot(name), field, vector, k, _plain(filter_query))
 
     def info(self) -> dict[str, Any]:
         with self._transaction(write=False) as conn:

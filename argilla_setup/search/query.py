@@ -1,6 +1,6 @@
 """Interpret the Elasticsearch query DSL that argilla-server emits, over plain JSON documents.
 
-Why: no Elasticsearch can run on these machines, so `argilla_setup.search_engine` keeps documents in
+Why: no Elasticsearch can run on these machines, so `argilla_setup.search.engine` keeps documents in
 SQLite and answers the server's requests with this interpreter. It follows Elasticsearch's semantics
 where argilla-server relies on them: mapping-typed values (keyword, numeric, date, text), nested
 `responses` indexed with `include_in_root`, keyword doc values counted once per document, BM25-scored
@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from argilla_setup.es_text import BoolNode, Term, TextSearch, analyze, parse_simple_query
+from argilla_setup.search.text import BoolNode, Term, TextSearch, analyze, parse_simple_query
 from loop.errors import NotFoundError, PickloopError
 
 __all__ = [
@@ -636,7 +636,7 @@ def _compile_function_score(body: dict[str, Any], ctx: _Context) -> Matcher:
     return match
 
 
-# --- full text (parsing and scoring live in argilla_setup.es_text) ---------------------------
+# --- full text (parsing and scoring live in argilla_setup.search.text) ---------------------------
 
 
 def _text_fields(ctx: _Context, patterns: list[str]) -> list[tuple[str, str]]:
