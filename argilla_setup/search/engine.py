@@ -210,6 +210,9 @@ class _Store:
 
     def create_index(self, name: str, mappings: dict[str, Any], settings: dict[str, Any]) -> None:
         """Create an index; an existing one keeps its documents and gains the new mappings."""
+        mappings = _plain(mappings)
+        if "properties" in mappings:
+            mappings["properties"] = dsl.expand_dotted(mappings["properties"])
         with self._transaction(write=True) as conn:
             row = conn.execute("SELECT mappings FROM indexes WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -248,16 +251,17 @@ class _Store:
             if row is None:
                 raise IndexNotFoundError(f"no such index: {name}")
             mappings = json.loads(row[0])
-            dsl.deep_merge(mappings.setdefault("properties", {}), _plain(properties))
+            dsl.deep_merge(mappings.setdefault("properties", {}), dsl.expand_dotted(_plain(properties)))
             conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(mappings), name))
             self._bump(conn, name)
 
     # -- documents --
 
     def bulk(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Index and delete documents in one transaction; returns the failed items, like the bulk API."""
+        """Index, update and delete documents in one transaction; returns the failed items, like the bulk API."""
         upserts: dict[str, list[tuple[str, str]]] = {}
         deletes: dict[str, list[str]] = {}
+        updates: list[tuple[str, str, dict[str, Any]]] = []
         for action in actions:  # serialise before the transaction, so the write lock is held briefly
             op = action.get("_op_type", "index")
             index, doc_id = str(action["_index"]), str(action["_id"])
@@ -268,10 +272,18 @@ class _Store:
                 upserts.setdefault(index, []).append((doc_id, _dumps(source)))
             elif op == "delete":
                 deletes.setdefault(index, []).append(doc_id)
+            elif op == "update":
+                body = action.get("_source") or {k: v for k, v in action.items() if not k.startswith("_")}
+                updates.append((index, doc_id, _plain(body)))
             else:
                 raise dsl.UnsupportedQueryError(f"bulk operation {op!r} is not supported")
         errors: list[dict[str, Any]] = []
         with self._transaction(write=True) as conn:
+            for index, doc_id, body in updates:
+                try:
+                    self._update(conn, index, doc_id, body)
+                except (IndexNotFoundError, dsl.DocumentNotFoundError):
+                    errors.append({"update": {"_index": index, "_id": doc_id, "status": 404}})
             for index, docs in upserts.items():
                 if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (index,)).fetchone() is None:
                     _LOGGER.warning(
@@ -302,19 +314,22 @@ class _Store:
         """Partial (`doc`) or scripted update of one document, read-modify-write in one transaction."""
         body = _plain(body)
         with self._transaction(write=True) as conn:
-            row = conn.execute(
-                "SELECT source FROM documents WHERE index_name = ? AND doc_id = ?", (name, doc_id)
-            ).fetchone()
-            if row is None:
-                if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
-                    raise IndexNotFoundError(f"no such index: {name}")
-                raise dsl.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
-            source = dsl.apply_update(json.loads(row[0]), body)
-            version = self._bump(conn, name)
-            conn.execute(
-                "UPDATE documents SET source = ?, version = ? WHERE index_name = ? AND doc_id = ?",
-                (_dumps(source), version, name, doc_id),
-            )
+            self._update(conn, name, doc_id, body)
+
+    def _update(self, conn: sqlite3.Connection, name: str, doc_id: str, body: dict[str, Any]) -> None:
+        row = conn.execute(
+            "SELECT source FROM documents WHERE index_name = ? AND doc_id = ?", (name, doc_id)
+        ).fetchone()
+        if row is None:
+            if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
+                raise IndexNotFoundError(f"no such index: {name}")
+            raise dsl.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
+        source = dsl.apply_update(json.loads(row[0]), body)
+        version = self._bump(conn, name)
+        conn.execute(
+            "UPDATE documents SET source = ?, version = ? WHERE index_name = ? AND doc_id = ?",
+            (_dumps(source), version, name, doc_id),
+        )
 
     # -- reading --
 
@@ -361,6 +376,18 @@ class _Store:
             if current is None or current.uid != uid or current.version < version:
                 self._cache[name] = _Cached(uid, version, delete_version, mappings_json, snap, by_id)
         return snap
+
+    def get_index(self, name: str) -> dict[str, Any]:
+        """The index's mappings and (flat) settings, as Elasticsearch's get-index API reports them."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute("SELECT mappings, settings FROM indexes WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise IndexNotFoundError(f"no such index: {name}")
+        settings = {
+            (key if key.startswith("index.") else f"index.{key}"): str(value)
+            for key, value in json.loads(row[1]).items()
+        }
+        return {"aliases": {}, "mappings": dsl.normalized_mappings(json.loads(row[0])), "settings": settings}
 
     def search(self, name: str, **request: Any) -> dict[str, Any]:
         return dsl.search(self.snapshot(name), **_plain(request))

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import re
+import struct
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
@@ -65,6 +66,7 @@ NUMERIC_TYPES = frozenset(
     {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 )
 DATE_TYPES = frozenset({"date", "date_nanos"})
+_NARROW_FLOATS = {"float": "<f", "half_float": "<e"}
 DISABLED = "_disabled"  # an `enabled: false` object, or anything under one: stored, never indexed
 DYNAMIC = "_dynamic"  # unmapped, under a `dynamic: true` object: values are used as they are
 OBJECT_TYPES = frozenset({"object", "nested"})
@@ -185,6 +187,10 @@ def coerce(field_type: str | None, value: Any) -> Any:
         if field_type in NUMERIC_TYPES:
             if isinstance(value, bool):
                 return None
+            if field_type in _NARROW_FLOATS:  # doc values keep these widths, as Elasticsearch's do
+                return struct.unpack(
+                    _NARROW_FLOATS[field_type], struct.pack(_NARROW_FLOATS[field_type], float(value))
+                )[0]
             return float(value)
         if field_type in DATE_TYPES:
             return parse_date(value)
@@ -888,7 +894,9 @@ def _run_aggregation(ctx: _Context, spec: dict[str, Any], items: list[Item]) -> 
     if kind == "cardinality":
         return {"value": len(set(flat))}
     if kind in ("stats", "min", "max", "avg", "sum"):
-        if field_type not in NUMERIC_TYPES and field_type not in DATE_TYPES and field_type != DYNAMIC:
+        if field_type is None:  # unmapped: Elasticsearch answers with empty stats
+            flat = []
+        elif field_type not in NUMERIC_TYPES and field_type not in DATE_TYPES and field_type != DYNAMIC:
             raise QueryError(f"{kind} aggregation needs a numeric field, {body['field']!r} is {field_type}")
         numbers = [float(v) for v in flat]
         stats = {
@@ -978,8 +986,12 @@ def search(
     from_: int | None = None,
     sort: Any = None,
     aggregations: dict[str, Any] | None = None,
+    source: bool = False,
 ) -> dict[str, Any]:
-    """One `_search` request: total hits, the requested page of (id, score), aggregations."""
+    """One `_search` request: total hits, the requested page of (id, score), aggregations.
+
+    argilla-server always asks for `_source: false`; `source=True` adds each hit's `_source`, less the
+    mapping's `_source.excludes`, as Elasticsearch returns it."""
     ctx = _Context(snapshot)
     ordered, keep_scores = _ordered_hits(ctx, query, sort)
     hits = ordered
@@ -993,6 +1005,7 @@ def search(
             "max_score": max((s for _, s in hits), default=None) if keep_scores else None,
             "hits": [
                 {"_index": snapshot.name, "_id": doc.id, "_score": score if keep_scores else None}
+                | ({"_source": _source_of(doc, snapshot.mapping)} if source else {})
                 for doc, score in page
             ],
         },
@@ -1000,6 +1013,58 @@ def search(
     if aggregations:
         response["aggregations"] = run_aggregations(ctx, aggregations, [(d, d.source, "") for d, _ in hits])
     return response
+
+
+def _source_of(doc: Doc, mapping: Mapping) -> dict[str, Any]:
+    excludes = (mapping.raw.get("_source") or {}).get("excludes") or []
+    if not excludes:
+        return doc.source
+    source = json.loads(json.dumps(doc.source))
+    for pattern in excludes:
+        *parents, last = pattern.split(".")
+        obj = source
+        for part in parents:
+            obj = obj.get(part) if isinstance(obj, dict) else None
+        if isinstance(obj, dict):
+            for key in [k for k in obj if fnmatch.fnmatchcase(k, last)]:
+                del obj[key]
+    return source
+
+
+def expand_dotted(properties: dict[str, Any]) -> dict[str, Any]:
+    """Mapping `properties` with dotted names (`"metadata.k": {...}`) expanded into objects, as
+    Elasticsearch stores them (argilla-server sends metadata and vector mappings that way)."""
+    out: dict[str, Any] = {}
+    for name, spec in properties.items():
+        if isinstance(spec, dict) and "properties" in spec:
+            spec = {**spec, "properties": expand_dotted(spec["properties"])}
+        head, _, rest = name.partition(".")
+        if rest:
+            spec = {"properties": expand_dotted({rest: spec})}
+        if head in out and isinstance(out[head], dict) and isinstance(spec, dict):
+            deep_merge(out[head], spec)
+        else:
+            out[head] = spec
+    return out
+
+
+def normalized_mappings(mappings: dict[str, Any]) -> dict[str, Any]:
+    """`mappings` as Elasticsearch reports them: `dynamic` as a string, no empty `_source.excludes`,
+    no `type: object` beside `properties`."""
+    out: dict[str, Any] = {}
+    for key, value in mappings.items():
+        if key == "dynamic" and isinstance(value, bool):
+            value = "true" if value else "false"
+        elif key == "_source" and isinstance(value, dict) and not value.get("excludes"):
+            value = {k: v for k, v in value.items() if k != "excludes"}
+            if not value:
+                continue
+        elif key == "properties":
+            value = {name: normalized_mappings(spec) for name, spec in value.items()}
+        out[key] = value
+    if "properties" in out and out.get("type") == "object":
+        del out["type"]
+    return out
 
 
 _SIMILARITIES = {
