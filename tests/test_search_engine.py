@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import sqlite3
 from pathlib import Path
 from uuid import UUID
@@ -612,3 +613,24 @@ def test_end_to_end_through_the_server(argilla_stack) -> None:
     assert sorted(hit["_id"] for hit in hits) == sorted(str(i) for i in records.values())
     statuses = run(on_disk._terms_aggregation(index, "status", {"match_all": {}}, size=10))
     assert {b["key"]: b["doc_count"] for b in statuses} == {"pending": 5, "completed": 1}
+
+
+def test_source_excludes_are_not_stored(tmp_path) -> None:
+    """Like Elasticsearch, fields named in `_source.excludes` (image fields) never reach the file."""
+    store = se._store_for(tmp_path / "search.sqlite3")
+    mappings = {"_source": {"excludes": ["fields.img"]}, "properties": {"id": {"type": "keyword"}}}
+    store.create_index("ex", mappings, {})
+    store.bulk(
+        [
+            {
+                "_op_type": "index",
+                "_index": "ex",
+                "_id": "1",
+                "_source": {"id": "1", "fields": {"img": "x", "t": "y"}},
+            }
+        ]
+    )
+    store.update("ex", "1", {"doc": {"fields": {"img": "z"}}})
+    with store._transaction(write=False) as conn:
+        (raw,) = conn.execute("SELECT source FROM documents WHERE doc_id = '1'").fetchone()
+    assert json.loads(raw) == {"id": "1", "fields": {"t": "y"}}

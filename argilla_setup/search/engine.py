@@ -262,6 +262,7 @@ class _Store:
         upserts: dict[str, list[tuple[str, str]]] = {}
         deletes: dict[str, list[str]] = {}
         updates: list[tuple[str, str, dict[str, Any]]] = []
+        excludes: dict[str, list[str]] = {}  # `_source.excludes` of each index: never stored
         for action in actions:  # serialise before the transaction, so the write lock is held briefly
             op = action.get("_op_type", "index")
             index, doc_id = str(action["_index"]), str(action["_id"])
@@ -269,6 +270,10 @@ class _Store:
                 source = action.get("_source")
                 if source is None:
                     source = {k: v for k, v in action.items() if not k.startswith("_")}
+                if index not in excludes:
+                    excludes[index] = self._source_excludes(index)
+                if excludes[index]:
+                    source = dsl.strip_excluded(_plain(source), excludes[index])
                 upserts.setdefault(index, []).append((doc_id, _dumps(source)))
             elif op == "delete":
                 deletes.setdefault(index, []).append(doc_id)
@@ -310,6 +315,11 @@ class _Store:
                 )
         return errors
 
+    def _source_excludes(self, name: str) -> list[str]:
+        with self._transaction(write=False) as conn:
+            row = conn.execute("SELECT mappings FROM indexes WHERE name = ?", (name,)).fetchone()
+        return ((json.loads(row[0]).get("_source") or {}).get("excludes") or []) if row else []
+
     def update(self, name: str, doc_id: str, body: dict[str, Any]) -> None:
         """Partial (`doc`) or scripted update of one document, read-modify-write in one transaction."""
         body = _plain(body)
@@ -325,6 +335,10 @@ class _Store:
                 raise IndexNotFoundError(f"no such index: {name}")
             raise dsl.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
         source = dsl.apply_update(json.loads(row[0]), body)
+        mappings = json.loads(
+            conn.execute("SELECT mappings FROM indexes WHERE name = ?", (name,)).fetchone()[0]
+        )
+        source = dsl.strip_excluded(source, (mappings.get("_source") or {}).get("excludes") or [])
         version = self._bump(conn, name)
         conn.execute(
             "UPDATE documents SET source = ?, version = ? WHERE index_name = ? AND doc_id = ?",

@@ -39,6 +39,7 @@ __all__ = [
     "apply_update",
     "knn_search",
     "search",
+    "strip_excluded",
 ]
 
 
@@ -1016,10 +1017,14 @@ def search(
 
 
 def _source_of(doc: Doc, mapping: Mapping) -> dict[str, Any]:
-    excludes = (mapping.raw.get("_source") or {}).get("excludes") or []
+    return strip_excluded(doc.source, (mapping.raw.get("_source") or {}).get("excludes") or [])
+
+
+def strip_excluded(source: dict[str, Any], excludes: list[str]) -> dict[str, Any]:
+    """`source` without the paths `_source.excludes` names (wildcards in the last part), a copy."""
     if not excludes:
-        return doc.source
-    source = json.loads(json.dumps(doc.source))
+        return source
+    source = json.loads(json.dumps(source))
     for pattern in excludes:
         *parents, last = pattern.split(".")
         obj = source
