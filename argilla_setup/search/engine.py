@@ -298,6 +298,7 @@ class _Store:
                         "INSERT INTO indexes (name, uid, mappings, settings, created_at) VALUES (?, ?, ?, ?, ?)",
                         (index, uuid.uuid4().hex, _dumps({"dynamic": True}), "{}", _now()),
                     )
+                self._map_dynamic_fields(conn, index, docs)
                 version = self._bump(conn, index)
                 conn.executemany(
                     "INSERT INTO documents (index_name, doc_id, version, source) VALUES (?, ?, ?, ?) "
@@ -314,6 +315,24 @@ class _Store:
                     "DELETE FROM documents WHERE index_name = ? AND doc_id = ?", [(index, i) for i in ids]
                 )
         return errors
+
+    @staticmethod
+    def _map_dynamic_fields(conn: sqlite3.Connection, index: str, docs: list[tuple[str, str]]) -> None:
+        """Add the mappings Elasticsearch's dynamic mapping would for new fields under dynamic objects."""
+        (mappings_json,) = conn.execute("SELECT mappings FROM indexes WHERE name = ?", (index,)).fetchone()
+        mappings = json.loads(mappings_json)
+        mapping = Mapping(mappings)
+        if not any(mapping.dynamic.values()):
+            return
+        changed = False
+        for _, source in docs:
+            added = dsl.dynamic_properties(mapping, json.loads(source))
+            if added:
+                dsl.deep_merge(mappings.setdefault("properties", {}), added)
+                mapping = Mapping(mappings)
+                changed = True
+        if changed:
+            conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(mappings), index))
 
     def _source_excludes(self, name: str) -> list[str]:
         with self._transaction(write=False) as conn:

@@ -1053,6 +1053,41 @@ def expand_dotted(properties: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def dynamic_properties(mapping: Mapping, source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The mappings Elasticsearch's dynamic mapping adds for `source`'s unmapped fields under
+    `dynamic: true` objects (strings: date or text with a `keyword` subfield; long; float; boolean)."""
+    added: dict[str, Any] = {}
+    for key, value in source.items():
+        path = prefix + key
+        if isinstance(value, list):
+            value = next((v for v in value if v is not None), None)
+        if value is None:
+            continue
+        known = mapping.type_of(path)
+        if isinstance(value, dict):
+            if known == DYNAMIC or known in OBJECT_TYPES:
+                inner = dynamic_properties(mapping, value, path + ".")
+                if inner or known == DYNAMIC:
+                    added[key] = {"properties": inner} if inner else {"type": "object"}
+            continue
+        if known != DYNAMIC:
+            continue
+        if isinstance(value, bool):
+            added[key] = {"type": "boolean"}
+        elif isinstance(value, int):
+            added[key] = {"type": "long"}
+        elif isinstance(value, float):
+            added[key] = {"type": "float"}
+        elif isinstance(value, str) and _DATE_RE.match(value):
+            added[key] = {"type": "date"}
+        else:
+            added[key] = {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+    return added
+
+
 def normalized_mappings(mappings: dict[str, Any]) -> dict[str, Any]:
     """`mappings` as Elasticsearch reports them: `dynamic` as a string, no empty `_source.excludes`,
     no `type: object` beside `properties`."""

@@ -44,11 +44,6 @@ from argilla_setup.search.query import DocumentNotFoundError  # noqa: E402
 
 # test node id (relative to this directory, without parameters) -> why it cannot pass against this engine.
 XFAIL: dict[str, str] = {
-    "test_commons.py::TestBaseElasticAndOpenSearchEngine::test_search_with_pagination": (
-        "the fixture bulk-indexes `fields.text` into an index mapped with `id` only; Elasticsearch maps it "
-        "dynamically as text and finds it, this engine does not add dynamic mappings, so text search "
-        "does not see the field"
-    ),
     "test_elastisearch.py::TestElasticSearchEngine::test_create_index_with_existing_index": (
         "expects elasticsearch8's RequestError (resource_already_exists_exception); this engine keeps an "
         "existing index and merges the mappings on purpose (reindex after a crash)"
