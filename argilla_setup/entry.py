@@ -19,7 +19,7 @@ import sys
 def _load_engine() -> None:
     """Import the module that registers the search engine (overridable for other engines) and apply
     the behaviour-preserving speedups to argilla-server (see `server_speedups`)."""
-    importlib.import_module(os.environ.get("PICKLOOP_SEARCH_ENGINE_MODULE", "argilla_setup.search_engine"))
+    importlib.import_module(os.environ.get("PICKLOOP_SEARCH_ENGINE_MODULE", "argilla_setup.search.engine"))
     from argilla_setup import server_speedups
 
     server_speedups.apply()
@@ -118,7 +118,7 @@ def worker() -> None:
 
 
 def reindex() -> None:
-    from argilla_setup.search_engine import reindex as run_reindex
+    from argilla_setup.search.engine import reindex as run_reindex
 
     count = run_reindex()
     json.dump({"records": count}, sys.stdout)

@@ -25,7 +25,7 @@ from loop import paths
 from loop.errors import ServerStartError
 from loop.fsutil import write_json, write_secret
 
-ENGINE_NAME = "pickloop-sqlite"  # the name argilla_setup.search_engine registers
+ENGINE_NAME = "pickloop-sqlite"  # the name argilla_setup.search.engine registers
 OWNER = "owner"
 COMPONENTS = ("redis", "server", "worker")
 

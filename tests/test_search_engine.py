@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import sqlite3
 from pathlib import Path
 from uuid import UUID
 
+import numpy
 import pytest
 from argilla_server.enums import (
     DatasetStatus,
@@ -49,8 +51,8 @@ from argilla_server.search_engine import (
     TextQuery,
 )
 
-from argilla_setup import search_engine as se
-from argilla_setup.es_query import (
+from argilla_setup.search import engine as se
+from argilla_setup.search.query import (
     DocumentNotFoundError,
     IndexNotFoundError,
     UnsupportedQueryError,
@@ -322,7 +324,9 @@ def test_progress_and_metrics(indexed) -> None:
         ],
     )
     assert run(engine.compute_metrics_for(length)) == IntegerMetadataMetrics(min=5, max=30)
-    assert run(engine.compute_metrics_for(score)) == FloatMetadataMetrics(min=0.1, max=0.9)
+    # `float` fields keep float32 doc values, as in Elasticsearch: 0.1 comes back as 0.10000000149011612.
+    f32 = lambda x: float(numpy.float32(x))  # noqa: E731
+    assert run(engine.compute_metrics_for(score)) == FloatMetadataMetrics(min=f32(0.1), max=f32(0.9))
 
 
 def test_scripted_updates_then_search(indexed) -> None:
@@ -410,7 +414,7 @@ def test_persistence_and_writes_from_another_process(indexed) -> None:
 
 
 def test_unsupported_constructs_raise() -> None:
-    from argilla_setup.es_query import Mapping, Snapshot, apply_update, search
+    from argilla_setup.search.query import Mapping, Snapshot, apply_update, search
 
     snap = Snapshot(name="x", mapping=Mapping({"properties": {"a": {"type": "keyword"}}}), docs=[])
     with pytest.raises(UnsupportedQueryError, match="query_string"):
@@ -423,7 +427,7 @@ def test_unsupported_constructs_raise() -> None:
 
 def test_interpreter_details() -> None:
     """Elasticsearch semantics the engine-level tests do not reach."""
-    from argilla_setup.es_query import Doc, Mapping, Snapshot, search
+    from argilla_setup.search.query import Doc, Mapping, Snapshot, search
 
     mapping = Mapping(
         {
@@ -609,3 +613,24 @@ def test_end_to_end_through_the_server(argilla_stack) -> None:
     assert sorted(hit["_id"] for hit in hits) == sorted(str(i) for i in records.values())
     statuses = run(on_disk._terms_aggregation(index, "status", {"match_all": {}}, size=10))
     assert {b["key"]: b["doc_count"] for b in statuses} == {"pending": 5, "completed": 1}
+
+
+def test_source_excludes_are_not_stored(tmp_path) -> None:
+    """Like Elasticsearch, fields named in `_source.excludes` (image fields) never reach the file."""
+    store = se._store_for(tmp_path / "search.sqlite3")
+    mappings = {"_source": {"excludes": ["fields.img"]}, "properties": {"id": {"type": "keyword"}}}
+    store.create_index("ex", mappings, {})
+    store.bulk(
+        [
+            {
+                "_op_type": "index",
+                "_index": "ex",
+                "_id": "1",
+                "_source": {"id": "1", "fields": {"img": "x", "t": "y"}},
+            }
+        ]
+    )
+    store.update("ex", "1", {"doc": {"fields": {"img": "z"}}})
+    with store._transaction(write=False) as conn:
+        (raw,) = conn.execute("SELECT source FROM documents WHERE doc_id = '1'").fetchone()
+    assert json.loads(raw) == {"id": "1", "fields": {"t": "y"}}

@@ -1,6 +1,6 @@
 """Interpret the Elasticsearch query DSL that argilla-server emits, over plain JSON documents.
 
-Why: no Elasticsearch can run on these machines, so `argilla_setup.search_engine` keeps documents in
+Why: no Elasticsearch can run on these machines, so `argilla_setup.search.engine` keeps documents in
 SQLite and answers the server's requests with this interpreter. It follows Elasticsearch's semantics
 where argilla-server relies on them: mapping-typed values (keyword, numeric, date, text), nested
 `responses` indexed with `include_in_root`, keyword doc values counted once per document, BM25-scored
@@ -18,13 +18,14 @@ import hashlib
 import json
 import math
 import re
+import struct
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from argilla_setup.es_text import BoolNode, Term, TextSearch, analyze, parse_simple_query
+from argilla_setup.search.text import BoolNode, Term, TextSearch, analyze, parse_simple_query
 from loop.errors import NotFoundError, PickloopError
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "apply_update",
     "knn_search",
     "search",
+    "strip_excluded",
 ]
 
 
@@ -65,6 +67,7 @@ NUMERIC_TYPES = frozenset(
     {"long", "integer", "short", "byte", "double", "float", "half_float", "scaled_float", "unsigned_long"}
 )
 DATE_TYPES = frozenset({"date", "date_nanos"})
+_NARROW_FLOATS = {"float": "<f", "half_float": "<e"}
 DISABLED = "_disabled"  # an `enabled: false` object, or anything under one: stored, never indexed
 DYNAMIC = "_dynamic"  # unmapped, under a `dynamic: true` object: values are used as they are
 OBJECT_TYPES = frozenset({"object", "nested"})
@@ -185,6 +188,10 @@ def coerce(field_type: str | None, value: Any) -> Any:
         if field_type in NUMERIC_TYPES:
             if isinstance(value, bool):
                 return None
+            if field_type in _NARROW_FLOATS:  # doc values keep these widths, as Elasticsearch's do
+                return struct.unpack(
+                    _NARROW_FLOATS[field_type], struct.pack(_NARROW_FLOATS[field_type], float(value))
+                )[0]
             return float(value)
         if field_type in DATE_TYPES:
             return parse_date(value)
@@ -636,7 +643,7 @@ def _compile_function_score(body: dict[str, Any], ctx: _Context) -> Matcher:
     return match
 
 
-# --- full text (parsing and scoring live in argilla_setup.es_text) ---------------------------
+# --- full text (parsing and scoring live in argilla_setup.search.text) ---------------------------
 
 
 def _text_fields(ctx: _Context, patterns: list[str]) -> list[tuple[str, str]]:
@@ -888,7 +895,9 @@ def _run_aggregation(ctx: _Context, spec: dict[str, Any], items: list[Item]) -> 
     if kind == "cardinality":
         return {"value": len(set(flat))}
     if kind in ("stats", "min", "max", "avg", "sum"):
-        if field_type not in NUMERIC_TYPES and field_type not in DATE_TYPES and field_type != DYNAMIC:
+        if field_type is None:  # unmapped: Elasticsearch answers with empty stats
+            flat = []
+        elif field_type not in NUMERIC_TYPES and field_type not in DATE_TYPES and field_type != DYNAMIC:
             raise QueryError(f"{kind} aggregation needs a numeric field, {body['field']!r} is {field_type}")
         numbers = [float(v) for v in flat]
         stats = {
@@ -978,8 +987,12 @@ def search(
     from_: int | None = None,
     sort: Any = None,
     aggregations: dict[str, Any] | None = None,
+    source: bool = False,
 ) -> dict[str, Any]:
-    """One `_search` request: total hits, the requested page of (id, score), aggregations."""
+    """One `_search` request: total hits, the requested page of (id, score), aggregations.
+
+    argilla-server always asks for `_source: false`; `source=True` adds each hit's `_source`, less the
+    mapping's `_source.excludes`, as Elasticsearch returns it."""
     ctx = _Context(snapshot)
     ordered, keep_scores = _ordered_hits(ctx, query, sort)
     hits = ordered
@@ -993,6 +1006,7 @@ def search(
             "max_score": max((s for _, s in hits), default=None) if keep_scores else None,
             "hits": [
                 {"_index": snapshot.name, "_id": doc.id, "_score": score if keep_scores else None}
+                | ({"_source": _source_of(doc, snapshot.mapping)} if source else {})
                 for doc, score in page
             ],
         },
@@ -1000,6 +1014,97 @@ def search(
     if aggregations:
         response["aggregations"] = run_aggregations(ctx, aggregations, [(d, d.source, "") for d, _ in hits])
     return response
+
+
+def _source_of(doc: Doc, mapping: Mapping) -> dict[str, Any]:
+    return strip_excluded(doc.source, (mapping.raw.get("_source") or {}).get("excludes") or [])
+
+
+def strip_excluded(source: dict[str, Any], excludes: list[str]) -> dict[str, Any]:
+    """`source` without the paths `_source.excludes` names (wildcards in the last part), a copy."""
+    if not excludes:
+        return source
+    source = json.loads(json.dumps(source))
+    for pattern in excludes:
+        *parents, last = pattern.split(".")
+        obj = source
+        for part in parents:
+            obj = obj.get(part) if isinstance(obj, dict) else None
+        if isinstance(obj, dict):
+            for key in [k for k in obj if fnmatch.fnmatchcase(k, last)]:
+                del obj[key]
+    return source
+
+
+def expand_dotted(properties: dict[str, Any]) -> dict[str, Any]:
+    """Mapping `properties` with dotted names (`"metadata.k": {...}`) expanded into objects, as
+    Elasticsearch stores them (argilla-server sends metadata and vector mappings that way)."""
+    out: dict[str, Any] = {}
+    for name, spec in properties.items():
+        if isinstance(spec, dict) and "properties" in spec:
+            spec = {**spec, "properties": expand_dotted(spec["properties"])}
+        head, _, rest = name.partition(".")
+        if rest:
+            spec = {"properties": expand_dotted({rest: spec})}
+        if head in out and isinstance(out[head], dict) and isinstance(spec, dict):
+            deep_merge(out[head], spec)
+        else:
+            out[head] = spec
+    return out
+
+
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?$")
+
+
+def dynamic_properties(mapping: Mapping, source: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The mappings Elasticsearch's dynamic mapping adds for `source`'s unmapped fields under
+    `dynamic: true` objects (strings: date or text with a `keyword` subfield; long; float; boolean)."""
+    added: dict[str, Any] = {}
+    for key, value in source.items():
+        path = prefix + key
+        if isinstance(value, list):
+            value = next((v for v in value if v is not None), None)
+        if value is None:
+            continue
+        known = mapping.type_of(path)
+        if isinstance(value, dict):
+            if known == DYNAMIC or known in OBJECT_TYPES:
+                inner = dynamic_properties(mapping, value, path + ".")
+                if inner or known == DYNAMIC:
+                    added[key] = {"properties": inner} if inner else {"type": "object"}
+            continue
+        if known != DYNAMIC:
+            continue
+        if isinstance(value, bool):
+            added[key] = {"type": "boolean"}
+        elif isinstance(value, int):
+            added[key] = {"type": "long"}
+        elif isinstance(value, float):
+            added[key] = {"type": "float"}
+        elif isinstance(value, str) and _DATE_RE.match(value):
+            added[key] = {"type": "date"}
+        else:
+            added[key] = {"type": "text", "fields": {"keyword": {"type": "keyword", "ignore_above": 256}}}
+    return added
+
+
+def normalized_mappings(mappings: dict[str, Any]) -> dict[str, Any]:
+    """`mappings` as Elasticsearch reports them: `dynamic` as a string, no empty `_source.excludes`,
+    no `type: object` beside `properties`."""
+    out: dict[str, Any] = {}
+    for key, value in mappings.items():
+        if key == "dynamic" and isinstance(value, bool):
+            value = "true" if value else "false"
+        elif key == "_source" and isinstance(value, dict) and not value.get("excludes"):
+            value = {k: v for k, v in value.items() if k != "excludes"}
+            if not value:
+                continue
+        elif key == "properties":
+            value = {name: normalized_mappings(spec) for name, spec in value.items()}
+        out[key] = value
+    if "properties" in out and out.get("type") == "object":
+        del out["type"]
+    return out
 
 
 _SIMILARITIES = {

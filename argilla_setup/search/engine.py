@@ -3,8 +3,8 @@
 Why: argilla-server needs Elasticsearch or OpenSearch, and neither can be installed here. This engine
 subclasses argilla-server's own `BaseElasticAndOpenSearchEngine`, so every query, mapping and update
 is built by argilla's code exactly as for Elasticsearch; only the request primitives are ours. They
-keep JSON documents in one SQLite file and answer with `argilla_setup.es_query`, an interpreter of the
-query DSL that commons.py emits.
+keep JSON documents in one SQLite file and answer with `argilla_setup.search.query`, an interpreter of
+the query DSL that commons.py emits.
 
 Importing this module registers `ENGINE_NAME`; the server and its rq worker import it first and run
 with `ARGILLA_SEARCH_ENGINE=pickloop-sqlite` and `PICKLOOP_SEARCH_DB=<home>/search.sqlite3`. Both
@@ -16,7 +16,7 @@ Rebuild the index from the Argilla database (the server may keep running):
 
     PICKLOOP_SEARCH_DB=~/.pickloop/argilla/search.sqlite3 \\
     ARGILLA_DATABASE_URL=sqlite+aiosqlite:///$HOME/.pickloop/argilla/argilla.db \\
-        python -c "from argilla_setup.search_engine import reindex; print(reindex())"
+        python -c "from argilla_setup.search.engine import reindex; print(reindex())"
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from argilla_server.search_engine.commons import (
     es_ids_query,
 )
 
-from argilla_setup import es_query
-from argilla_setup.es_query import Doc, IndexNotFoundError, Mapping, Snapshot
+from argilla_setup.search import query as dsl
+from argilla_setup.search.query import Doc, IndexNotFoundError, Mapping, Snapshot
 
 __all__ = ["ENGINE_NAME", "SEARCH_DB_ENV", "SQLiteSearchEngine", "reindex", "search_db_path"]
 
@@ -210,6 +210,9 @@ class _Store:
 
     def create_index(self, name: str, mappings: dict[str, Any], settings: dict[str, Any]) -> None:
         """Create an index; an existing one keeps its documents and gains the new mappings."""
+        mappings = _plain(mappings)
+        if "properties" in mappings:
+            mappings["properties"] = dsl.expand_dotted(mappings["properties"])
         with self._transaction(write=True) as conn:
             row = conn.execute("SELECT mappings FROM indexes WHERE name = ?", (name,)).fetchone()
             if row is None:
@@ -220,7 +223,7 @@ class _Store:
                 return
             _LOGGER.warning("index %s already exists: merging mappings, keeping its documents", name)
             merged = json.loads(row[0])
-            es_query.deep_merge(merged, _plain(mappings))
+            dsl.deep_merge(merged, _plain(mappings))
             conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(merged), name))
             self._bump(conn, name)
 
@@ -248,16 +251,18 @@ class _Store:
             if row is None:
                 raise IndexNotFoundError(f"no such index: {name}")
             mappings = json.loads(row[0])
-            es_query.deep_merge(mappings.setdefault("properties", {}), _plain(properties))
+            dsl.deep_merge(mappings.setdefault("properties", {}), dsl.expand_dotted(_plain(properties)))
             conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(mappings), name))
             self._bump(conn, name)
 
     # -- documents --
 
     def bulk(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Index and delete documents in one transaction; returns the failed items, like the bulk API."""
+        """Index, update and delete documents in one transaction; returns the failed items, like the bulk API."""
         upserts: dict[str, list[tuple[str, str]]] = {}
         deletes: dict[str, list[str]] = {}
+        updates: list[tuple[str, str, dict[str, Any]]] = []
+        excludes: dict[str, list[str]] = {}  # `_source.excludes` of each index: never stored
         for action in actions:  # serialise before the transaction, so the write lock is held briefly
             op = action.get("_op_type", "index")
             index, doc_id = str(action["_index"]), str(action["_id"])
@@ -265,13 +270,25 @@ class _Store:
                 source = action.get("_source")
                 if source is None:
                     source = {k: v for k, v in action.items() if not k.startswith("_")}
+                if index not in excludes:
+                    excludes[index] = self._source_excludes(index)
+                if excludes[index]:
+                    source = dsl.strip_excluded(_plain(source), excludes[index])
                 upserts.setdefault(index, []).append((doc_id, _dumps(source)))
             elif op == "delete":
                 deletes.setdefault(index, []).append(doc_id)
+            elif op == "update":
+                body = action.get("_source") or {k: v for k, v in action.items() if not k.startswith("_")}
+                updates.append((index, doc_id, _plain(body)))
             else:
-                raise es_query.UnsupportedQueryError(f"bulk operation {op!r} is not supported")
+                raise dsl.UnsupportedQueryError(f"bulk operation {op!r} is not supported")
         errors: list[dict[str, Any]] = []
         with self._transaction(write=True) as conn:
+            for index, doc_id, body in updates:
+                try:
+                    self._update(conn, index, doc_id, body)
+                except (IndexNotFoundError, dsl.DocumentNotFoundError):
+                    errors.append({"update": {"_index": index, "_id": doc_id, "status": 404}})
             for index, docs in upserts.items():
                 if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (index,)).fetchone() is None:
                     _LOGGER.warning(
@@ -281,6 +298,7 @@ class _Store:
                         "INSERT INTO indexes (name, uid, mappings, settings, created_at) VALUES (?, ?, ?, ?, ?)",
                         (index, uuid.uuid4().hex, _dumps({"dynamic": True}), "{}", _now()),
                     )
+                self._map_dynamic_fields(conn, index, docs)
                 version = self._bump(conn, index)
                 conn.executemany(
                     "INSERT INTO documents (index_name, doc_id, version, source) VALUES (?, ?, ?, ?) "
@@ -298,23 +316,53 @@ class _Store:
                 )
         return errors
 
+    @staticmethod
+    def _map_dynamic_fields(conn: sqlite3.Connection, index: str, docs: list[tuple[str, str]]) -> None:
+        """Add the mappings Elasticsearch's dynamic mapping would for new fields under dynamic objects."""
+        (mappings_json,) = conn.execute("SELECT mappings FROM indexes WHERE name = ?", (index,)).fetchone()
+        mappings = json.loads(mappings_json)
+        mapping = Mapping(mappings)
+        if not any(mapping.dynamic.values()):
+            return
+        changed = False
+        for _, source in docs:
+            added = dsl.dynamic_properties(mapping, json.loads(source))
+            if added:
+                dsl.deep_merge(mappings.setdefault("properties", {}), added)
+                mapping = Mapping(mappings)
+                changed = True
+        if changed:
+            conn.execute("UPDATE indexes SET mappings = ? WHERE name = ?", (_dumps(mappings), index))
+
+    def _source_excludes(self, name: str) -> list[str]:
+        with self._transaction(write=False) as conn:
+            row = conn.execute("SELECT mappings FROM indexes WHERE name = ?", (name,)).fetchone()
+        return ((json.loads(row[0]).get("_source") or {}).get("excludes") or []) if row else []
+
     def update(self, name: str, doc_id: str, body: dict[str, Any]) -> None:
         """Partial (`doc`) or scripted update of one document, read-modify-write in one transaction."""
         body = _plain(body)
         with self._transaction(write=True) as conn:
-            row = conn.execute(
-                "SELECT source FROM documents WHERE index_name = ? AND doc_id = ?", (name, doc_id)
-            ).fetchone()
-            if row is None:
-                if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
-                    raise IndexNotFoundError(f"no such index: {name}")
-                raise es_query.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
-            source = es_query.apply_update(json.loads(row[0]), body)
-            version = self._bump(conn, name)
-            conn.execute(
-                "UPDATE documents SET source = ?, version = ? WHERE index_name = ? AND doc_id = ?",
-                (_dumps(source), version, name, doc_id),
-            )
+            self._update(conn, name, doc_id, body)
+
+    def _update(self, conn: sqlite3.Connection, name: str, doc_id: str, body: dict[str, Any]) -> None:
+        row = conn.execute(
+            "SELECT source FROM documents WHERE index_name = ? AND doc_id = ?", (name, doc_id)
+        ).fetchone()
+        if row is None:
+            if conn.execute("SELECT 1 FROM indexes WHERE name = ?", (name,)).fetchone() is None:
+                raise IndexNotFoundError(f"no such index: {name}")
+            raise dsl.DocumentNotFoundError(f"document {doc_id} not found in index {name}")
+        source = dsl.apply_update(json.loads(row[0]), body)
+        mappings = json.loads(
+            conn.execute("SELECT mappings FROM indexes WHERE name = ?", (name,)).fetchone()[0]
+        )
+        source = dsl.strip_excluded(source, (mappings.get("_source") or {}).get("excludes") or [])
+        version = self._bump(conn, name)
+        conn.execute(
+            "UPDATE documents SET source = ?, version = ? WHERE index_name = ? AND doc_id = ?",
+            (_dumps(source), version, name, doc_id),
+        )
 
     # -- reading --
 
@@ -362,11 +410,23 @@ class _Store:
                 self._cache[name] = _Cached(uid, version, delete_version, mappings_json, snap, by_id)
         return snap
 
+    def get_index(self, name: str) -> dict[str, Any]:
+        """The index's mappings and (flat) settings, as Elasticsearch's get-index API reports them."""
+        with self._transaction(write=False) as conn:
+            row = conn.execute("SELECT mappings, settings FROM indexes WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise IndexNotFoundError(f"no such index: {name}")
+        settings = {
+            (key if key.startswith("index.") else f"index.{key}"): str(value)
+            for key, value in json.loads(row[1]).items()
+        }
+        return {"aliases": {}, "mappings": dsl.normalized_mappings(json.loads(row[0])), "settings": settings}
+
     def search(self, name: str, **request: Any) -> dict[str, Any]:
-        return es_query.search(self.snapshot(name), **_plain(request))
+        return dsl.search(self.snapshot(name), **_plain(request))
 
     def knn(self, name: str, field: str, vector: list[float], k: int, filter_query: dict | None) -> dict:
-        return es_query.knn_search(self.snapshot(name), field, vector, k, _plain(filter_query))
+        return dsl.knn_search(self.snapshot(name), field, vector, k, _plain(filter_query))
 
     def info(self) -> dict[str, Any]:
         with self._transaction(write=False) as conn:

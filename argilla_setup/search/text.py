@@ -1,4 +1,4 @@
-"""Full-text search for `argilla_setup.es_query`: the standard analyzer, Lucene's simple query syntax, BM25.
+"""Full-text search for `argilla_setup.search.query`: the standard analyzer, Lucene's simple query syntax, BM25.
 
 Why separate: this is the one part of the interpreter that is about text rather than the query DSL. It
 follows what Elasticsearch does for the `simple_query_string` queries argilla-server sends: the query
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from argilla_setup.es_query import Doc
+    from argilla_setup.search.query import Doc
 
 __all__ = ["BoolNode", "Not", "Phrase", "Term", "TextSearch", "analyze", "parse_simple_query"]
 
