@@ -178,7 +178,7 @@ def test_small_pages_give_the_same_result(rnd: Round) -> None:
 
 
 def test_embedded_server_has_the_fast_rankings_route(rnd: Round) -> None:
-    """`server_speedups.apply()` mounts it; it must answer exactly what argilla's own listing does."""
+    """`argilla_setup.patches.apply()` mounts it; it must answer exactly what argilla's own listing does."""
     assert rankings.fast_listing(rnd.owner) == "/api/v1/x-pickloop/datasets/{dataset_id}/rankings"
     fast = rankings.pull_rankings(rnd.owner, rnd.dataset_id)
     assert fast == rankings.pull_rankings(rnd.owner, rnd.dataset_id, fast=False)
@@ -210,7 +210,7 @@ def test_sdk_drops_rank_which_is_why_rankings_uses_rest(rnd: Round, argilla_stac
 
 
 def test_webhook_events_are_still_delivered(rnd: Round, argilla_stack) -> None:
-    """The embedded server skips building webhook events nobody listens to (server_speedups); events
+    """The embedded server skips building webhook events nobody listens to (patches/speedups.py); events
     a webhook does subscribe to must still arrive, through the rq worker, with the record's data."""
     received: queue.Queue = queue.Queue()
 
