@@ -341,6 +341,13 @@ def push(
             record_body(r, round_n=round_n, multi_turn=options.multi_turn, slots=slots, suggest=suggest)
             for r in plan
         ]
+        if suggest:
+            # The REST upsert names a suggestion's question by id (`question_name` is the SDK's).
+            questions = api.get(f"/api/v1/datasets/{ds['id']}/questions")["items"]
+            qids = {q["name"]: q["id"] for q in questions}
+            for body in bodies:
+                for sugg in body.get("suggestions", ()):
+                    sugg["question_id"] = qids[sugg.pop("question_name")]
         upsert_records(api, ds["id"], bodies, progress=progress)
         total = count_records(api, ds["id"])
     if total != len(plan):
