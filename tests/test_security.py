@@ -363,3 +363,13 @@ def test_status_does_not_show_the_home_unauthenticated(argilla_stack) -> None:
     r = httpx.get(f"{argilla_stack.api_url}/api/v1/status")
     assert r.status_code == 200
     assert str(argilla_stack.home) not in r.text and "path" not in r.json()["search_engine"]
+
+
+def test_new_user_passwords_reach_only_a_terminal(tmp_path: Path) -> None:
+    from argilla_setup.users import NewUser, describe_new_user
+
+    user = NewUser("ann", "annotator", "ws", tmp_path / "users" / "ann.json", password="s3cret-pw")
+    logged = describe_new_user(user, interactive=False)
+    assert "s3cret-pw" not in logged and str(user.credentials_file) in logged and "0600" in logged
+    assert "s3cret-pw" in describe_new_user(user, interactive=True)
+    assert "s3cret-pw" not in repr(user)
