@@ -16,13 +16,14 @@ import secrets
 import sys
 
 
-def _load_engine() -> None:
+def _load_engine(*, server: bool = False) -> None:
     """Import the module that registers the search engine (overridable for other engines) and apply
-    the behaviour-preserving speedups to argilla-server (see `server_speedups`)."""
+    the guarded patches to argilla-server (see `argilla_setup.patches`; routes only in the server)."""
+    os.umask(0o077)  # every file this process creates under the home: owner only
     importlib.import_module(os.environ.get("PICKLOOP_SEARCH_ENGINE_MODULE", "argilla_setup.search.engine"))
-    from argilla_setup import server_speedups
+    from argilla_setup import patches
 
-    server_speedups.apply()
+    patches.apply(server=server)
 
 
 def bootstrap() -> None:
@@ -87,7 +88,7 @@ def serve() -> None:
     """argilla-server's FastAPI app under uvicorn; `/api/v1/status` reports the search engine too."""
     import uvicorn
 
-    _load_engine()
+    _load_engine(server=True)
     from argilla_server._app import app
 
     uvicorn.run(

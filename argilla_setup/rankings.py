@@ -3,7 +3,7 @@
 The SDK drops `rank` when it reads a ranking response (and, in 2.8, fails on a discarded response
 without values), so the owner reads responses here, sorted by rank with ties kept, into small frozen
 dataclasses. On the embedded server the read uses pickloop's fast route
-(`argilla_setup/rankings_route.py`, 5000 records a page, no ORM); anywhere else argilla's own
+(`argilla_setup/patches/rankings_route.py`, 5000 records a page, no ORM); anywhere else argilla's own
 `GET /api/v1/datasets/{id}/records?include=responses` (1000 a page, database only, no search-engine
 round trip). Both answer the same items; one HTTP connection is reused throughout.
 
@@ -30,7 +30,7 @@ from argilla_setup.schema import (
 from loop.errors import ArgillaError, NotFoundError
 
 PAGE_SIZE = 1000  # the server's maximum page for record listing and search
-FAST_PAGE_SIZE = 5000  # page of the embedded server's fast route (argilla_setup/rankings_route.py)
+FAST_PAGE_SIZE = 5000  # page of the embedded server's fast route (argilla_setup/patches/rankings_route.py)
 UPSERT_MAX = 500  # the server's maximum items for PUT /datasets/{id}/records/bulk
 RESPONSES_BULK_MAX = 100  # the server's maximum items for /me/responses/bulk
 STATUSES = ("submitted", "draft", "discarded")
@@ -125,7 +125,7 @@ def usernames(api: Api) -> dict[str, str]:
 
 
 def fast_listing(api: Api) -> str | None:
-    """The embedded server's fast rankings route (`argilla_setup.rankings_route`), if it has one."""
+    """The embedded server's fast rankings route (`argilla_setup.patches.rankings_route`), if it has one."""
     if "rankings_route" not in api.cache:
         try:
             api.cache["rankings_route"] = api.get(FAST_INFO_PATH)["rankings"]

@@ -3,7 +3,9 @@
 `round_settings` is the one place the Argilla settings of a round are defined; the push step fills
 records with the names exported here and the pull step reads answers back by the same names. Candidate
 slots are shuffled by the push step, and which slot holds the original answer (and which model and
-temperature made each candidate) is metadata hidden from annotators, so labelers rank blind.
+temperature made each candidate) never reaches Argilla: it lives only in the round's push plan
+(`loop.annotate.write_plan`), so no route, role or bug of the server can show it to a labeler. Every
+metadata property declared here is visible to annotators and says nothing about any single option.
 
 Record ids are deterministic (run, round, example, turn), so re-pushing a round upserts instead of
 duplicating: `record_external_id` is the SDK's `rg.Record(id=...)` / the REST `external_id`, and
@@ -38,8 +40,6 @@ META_ROUND = "round"
 META_SOURCE = "source"
 META_EXAMPLE_ID = "example_id"
 META_TURN = "turn"
-META_ORIGINAL_SLOT = "original_slot"
-NO_ORIGINAL = "none"  # value of `original_slot` when the original answer is not among the candidates
 
 _RECORD_NAMESPACE = uuid.UUID("6f0c3a52-8a1e-4f43-9a57-1d1f0b7c2e11")
 _ID_PART = re.compile(r"^[^/\s]+$")
@@ -52,16 +52,6 @@ def slot_name(i: int) -> str:
 
 def slot_names(k: int) -> list[str]:
     return [slot_name(i) for i in range(1, k + 1)]
-
-
-def slot_model_meta(i: int) -> str:
-    """Hidden metadata: which model produced slot `i` (`original` for the dataset's own answer)."""
-    return f"{slot_name(i)}_model"
-
-
-def slot_temperature_meta(i: int) -> str:
-    """Hidden metadata: the sampling temperature of slot `i` (0 for greedy, -1 for the original)."""
-    return f"{slot_name(i)}_temperature"
 
 
 @dataclass(frozen=True)
@@ -79,7 +69,9 @@ class SchemaOptions:
     sources: tuple[str, ...] | None = None
     """Allowed values of the `source` metadata (None: any string)."""
     allow_extra_metadata: bool = False
-    """Accept metadata keys not declared here (stored, hidden from annotators, not filterable)."""
+    """Accept metadata keys not declared here (stored, not filterable). Never put provenance there:
+    stock Argilla shows undeclared metadata to annotators by `GET /records/{id}` (pickloop's embedded
+    server hides it, other deployments may not)."""
 
 
 def validate_k(k: int) -> int:
@@ -224,31 +216,7 @@ def round_settings(
         rg.TermsMetadataProperty(name=META_SOURCE, title="Source", options=sources, client=c),
         rg.TermsMetadataProperty(name=META_EXAMPLE_ID, title="Example id", client=c),
         rg.IntegerMetadataProperty(name=META_TURN, title="Turn", min=0, client=c),
-        rg.TermsMetadataProperty(
-            name=META_ORIGINAL_SLOT,
-            title="Slot of the original answer",
-            options=[*slots, NO_ORIGINAL],
-            visible_for_annotators=False,
-            client=c,
-        ),
     ]
-    for i in range(1, k + 1):
-        metadata.append(
-            rg.TermsMetadataProperty(
-                name=slot_model_meta(i),
-                title=f"Model of answer {i}",
-                visible_for_annotators=False,
-                client=c,
-            )
-        )
-        metadata.append(
-            rg.FloatMetadataProperty(
-                name=slot_temperature_meta(i),
-                title=f"Temperature of answer {i}",
-                visible_for_annotators=False,
-                client=c,
-            )
-        )
 
     return rg.Settings(
         fields=fields,

@@ -1,7 +1,11 @@
 """The embedded Argilla stack: redis, argilla-server under uvicorn, and an rq worker.
 
 Everything lives under one home folder (SQLite database, search index, logs, pid files, the owner's
-0600 credentials). `start` is idempotent: a running stack is reported, not duplicated. `stop` ends
+0600 credentials), mode 0700 with every file 0600: the database holds API keys in plain text. The
+processes run with umask 077 and `start` re-tightens existing files. Redis listens on no TCP port,
+only on a Unix socket inside the home, and requires a random password (kept in the 0600
+`redis/redis.conf`; server and worker get it in `ARGILLA_REDIS_URL`): anything on its rq queues is
+executed by the worker, so nobody else may reach it. `start` is idempotent: a running stack is reported, not duplicated. `stop` ends
 exactly the processes this home started, checked by pid *and* command line so a recycled pid is
 never signalled.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -57,6 +62,14 @@ class StackPaths:
     @property
     def redis_dir(self) -> Path:
         return self.home / "redis"
+
+    @property
+    def redis_socket(self) -> Path:
+        return self.redis_dir / "redis.sock"
+
+    @property
+    def redis_conf(self) -> Path:
+        return self.redis_dir / "redis.conf"
 
     def pid_file(self, component: str) -> Path:
         return self.home / "run" / f"{component}.pid"
@@ -155,13 +168,10 @@ def _read_pid(sp: StackPaths, component: str) -> int | None:
 def _marker(sp: StackPaths, component: str) -> str:
     """A string only this home's processes carry on their command line.
 
-    redis rewrites its process title to `redis-server HOST:PORT`, so its marker is its port.
+    redis rewrites its process title to `redis-server unixsocket:PATH`, so its marker is its socket.
     """
     if component == "redis":
-        try:
-            return f"redis-server 127.0.0.1:{json.loads(sp.state_file.read_text())['redis_port']}"
-        except (OSError, ValueError, KeyError):
-            return "\0"  # no state: nothing can match
+        return f"unixsocket:{sp.redis_socket}"
     return str(sp.home)
 
 
@@ -179,13 +189,52 @@ def read_owner(home: str | Path | None = None) -> dict:
         raise ServerStartError(f"no embedded Argilla in {sp.home}: run `pickloop argilla up` first") from exc
 
 
-def _server_env(sp: StackPaths, host: str, port: int, redis_port: int) -> dict[str, str]:
+def _redis_password(sp: StackPaths) -> str:
+    for line in sp.redis_conf.read_text().splitlines():
+        if line.startswith("requirepass "):
+            return line.split(None, 1)[1].strip()
+    raise ServerStartError(f"{sp.redis_conf} has no requirepass")
+
+
+def _write_redis_conf(sp: StackPaths) -> None:
+    """redis on a Unix socket only (`port 0`), 0700 socket, random password; the file is 0600."""
+    conf = [
+        "port 0",
+        f"unixsocket {sp.redis_socket}",
+        "unixsocketperm 700",
+        f"requirepass {secrets.token_urlsafe(32)}",
+        f"dir {sp.redis_dir}",
+        "save 60 1",
+        "appendonly no",
+    ]
+    write_secret(sp.redis_conf, "\n".join(conf) + "\n")
+
+
+def redis_url(sp: StackPaths) -> str:
+    return f"unix://{sp.redis_socket}?db=0&password={_redis_password(sp)}"
+
+
+def lock_down(home: Path) -> None:
+    """Home and folders 0700, files 0600 (sockets and links left alone)."""
+    os.chmod(home, 0o700)
+    for root, dirs, files in os.walk(home):
+        for d in dirs:
+            path = Path(root, d)
+            if not path.is_symlink():
+                os.chmod(path, 0o700)
+        for f in files:
+            path = Path(root, f)
+            if path.is_file() and not path.is_symlink():
+                os.chmod(path, 0o600)
+
+
+def _server_env(sp: StackPaths, host: str, port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         ARGILLA_HOME_PATH=str(sp.home),
         ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{sp.database}?check_same_thread=False",
         ARGILLA_SEARCH_ENGINE=ENGINE_NAME,
-        ARGILLA_REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        ARGILLA_REDIS_URL=redis_url(sp),
         ARGILLA_ENABLE_TELEMETRY="0",
         HF_HUB_DISABLE_TELEMETRY="1",
         PICKLOOP_SEARCH_DB=str(sp.search_db),
@@ -208,7 +257,8 @@ def _spawn(
 ) -> subprocess.Popen:
     sp.logs.mkdir(parents=True, exist_ok=True)
     sp.pid_file(component).parent.mkdir(parents=True, exist_ok=True)
-    log = open(sp.log_file(component), "ab")  # noqa: SIM115 - handed to the child
+    fd = os.open(sp.log_file(component), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = os.fdopen(fd, "ab")  # handed to the child
     proc = subprocess.Popen(
         argv,
         env=env,
@@ -217,9 +267,10 @@ def _spawn(
         stdin=subprocess.DEVNULL,
         start_new_session=detach,
         cwd=sp.home,
+        umask=0o077,
     )
     log.close()
-    sp.pid_file(component).write_text(f"{proc.pid}\n")
+    write_secret(sp.pid_file(component), f"{proc.pid}\n")
     return proc
 
 
@@ -241,12 +292,21 @@ def _wait_for(check, what: str, timeout: float, proc: subprocess.Popen | None, l
     raise ServerStartError(f"{what} did not come up within {timeout:.0f}s; log {log}:\n{_tail(log)}")
 
 
-def _redis_ping(port: int) -> bool:
+def _redis_ping(sp: StackPaths) -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
+        password = _redis_password(sp).encode()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(0.5)
+            sock.connect(str(sp.redis_socket))
+            sock.sendall(b"AUTH %s\r\nPING\r\n" % password)
+            answer = b""
+            while b"PONG" not in answer and len(answer) < 64:
+                chunk = sock.recv(64)
+                if not chunk:
+                    break
+                answer += chunk
+            return answer.startswith(b"+OK\r\n+PONG")
+    except (OSError, ServerStartError):
         return False
 
 
@@ -287,40 +347,22 @@ def start(
             f"port {port} on {host} is already in use by another program; choose another with --port"
         )
     sp.home.mkdir(parents=True, exist_ok=True)
-    os.chmod(sp.home, 0o700)
     sp.redis_dir.mkdir(exist_ok=True)
+    lock_down(sp.home)  # a home from an older pickloop had 0644 files (argilla.db holds API keys)
     procs: list[subprocess.Popen] = []
     try:
-        redis_port = free_port()
-        write_json(sp.state_file, {"host": host, "port": port, "redis_port": redis_port})
-        redis = _spawn(
-            sp,
-            "redis",
-            [
-                redis_executable(),
-                "--port",
-                str(redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(sp.redis_dir),
-                "--save",
-                "60",
-                "1",
-                "--appendonly",
-                "no",
-                "--protected-mode",
-                "yes",
-            ],
-            dict(os.environ),
-            detach,
-        )
+        _write_redis_conf(sp)  # a fresh password each start
+        sp.redis_socket.unlink(missing_ok=True)
+        write_json(sp.state_file, {"host": host, "port": port}, mode=0o600)
+        redis = _spawn(sp, "redis", [redis_executable(), str(sp.redis_conf)], dict(os.environ), detach)
         procs.append(redis)
-        _wait_for(lambda: _redis_ping(redis_port), "redis", 15, redis, sp.log_file("redis"))
+        _wait_for(lambda: _redis_ping(sp), "redis", 15, redis, sp.log_file("redis"))
 
-        env = _server_env(sp, host, port, redis_port)
+        env = _server_env(sp, host, port)
         api_url = env["PICKLOOP_API_URL"]
-        boot = subprocess.run(_python("bootstrap", sp), env=env, capture_output=True, text=True, cwd=sp.home)
+        boot = subprocess.run(
+            _python("bootstrap", sp), env=env, capture_output=True, text=True, cwd=sp.home, umask=0o077
+        )
         if boot.returncode != 0:
             raise ServerStartError(
                 f"migrating the Argilla database in {sp.home} failed:\n{boot.stderr[-2000:]}"
@@ -334,7 +376,7 @@ def start(
         procs.append(server)
         worker = _spawn(sp, "worker", _python("worker", sp), env, detach)
         procs.append(worker)
-        write_json(sp.state_file, {"api_url": api_url, "host": host, "port": port, "redis_port": redis_port})
+        write_json(sp.state_file, {"api_url": api_url, "host": host, "port": port}, mode=0o600)
         _wait_for(
             lambda: _server_ready(api_url, owner["api_key"]),
             "argilla server",
@@ -346,6 +388,7 @@ def start(
             raise ServerStartError(
                 f"rq worker exited; log {sp.log_file('worker')}:\n{_tail(sp.log_file('worker'))}"
             )
+        lock_down(sp.home)
     except BaseException:
         for proc in reversed(procs):
             _terminate(proc.pid)
@@ -407,8 +450,8 @@ def status(home: str | Path | None = None) -> StackStatus:
         pid, alive = _component_running(sp, component)
         detail = ""
         if alive and component == "redis":
-            alive = _redis_ping(state.get("redis_port", 0))
-            detail = f"port {state.get('redis_port')}" if alive else "not answering PING"
+            alive = _redis_ping(sp)
+            detail = f"socket {sp.redis_socket}" if alive else "not answering PING"
         if alive and component == "server" and api_url:
             try:
                 owner = read_owner(sp.home)
@@ -432,8 +475,10 @@ def reindex(home: str | Path | None = None) -> int:
         state = json.loads(sp.state_file.read_text())
     except (OSError, ValueError) as exc:
         raise ServerStartError(f"no embedded Argilla in {sp.home}: run `pickloop argilla up` first") from exc
-    env = _server_env(sp, state["host"], state["port"], state["redis_port"])
-    run = subprocess.run(_python("reindex", sp), env=env, capture_output=True, text=True, cwd=sp.home)
+    env = _server_env(sp, state["host"], state["port"])
+    run = subprocess.run(
+        _python("reindex", sp), env=env, capture_output=True, text=True, cwd=sp.home, umask=0o077
+    )
     if run.returncode != 0:
         raise ServerStartError(f"reindexing failed:\n{run.stderr[-2000:]}")
     return int(json.loads(run.stdout.strip().splitlines()[-1])["records"])

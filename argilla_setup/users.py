@@ -156,6 +156,17 @@ def _add_one(
     return NewUser(name=name, role=role, workspace=workspace, credentials_file=path, password=password)
 
 
+def describe_new_user(user: NewUser, interactive: bool) -> str:
+    """One line announcing a new account. The password is included only when `interactive` (a person
+    at a terminal, e.g. `sys.stdout.isatty()`): otherwise stdout is a log file or CI output, which
+    outlives the secret, and the line names the 0600 credentials file instead."""
+    where = f" in workspace {user.workspace}" if user.workspace else ""
+    kept = f"kept in {user.credentials_file} (mode 0600)"
+    if interactive:
+        return f"{user.role} {user.name} created{where}, password {user.password} (shown once; {kept})"
+    return f"{user.role} {user.name} created{where}; password {kept}"
+
+
 def list_users(api: Api) -> list[UserInfo]:
     """Every user on the server with role and workspaces, sorted by name."""
     out = []

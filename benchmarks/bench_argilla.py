@@ -86,24 +86,20 @@ def faq_texts() -> list[tuple[str, str]]:
 
 
 def make_records(n: int, run: str) -> list[dict]:
-    """N records in the REST shape, with realistic text (FAQ answers) and full provenance metadata."""
+    """N records in the REST shape, with realistic text (FAQ answers) and the round metadata."""
     faq = faq_texts()
     out = []
     for i in range(n):
         q, _ = faq[i % len(faq)]
-        original = 1 + i % K
         meta = {
             schema.META_ROUND: 1,
             schema.META_SOURCE: "faq",
             schema.META_EXAMPLE_ID: f"ex-{i}",
             schema.META_TURN: 0,
-            schema.META_ORIGINAL_SLOT: schema.slot_name(original),
         }
         fields = {schema.QUESTION_FIELD: q}
         for s in range(1, K + 1):
             fields[schema.slot_name(s)] = faq[(i + 7 * s) % len(faq)][1][:600]
-            meta[schema.slot_model_meta(s)] = "original" if s == original else "tiny"
-            meta[schema.slot_temperature_meta(s)] = 0.0 if s == 2 else 0.7
         out.append(
             {"external_id": schema.record_external_id(run, 1, f"ex-{i}"), "fields": fields, "metadata": meta}
         )

@@ -5,8 +5,10 @@ dataset's current answer and the model's distinct candidates, shuffled with a se
 blind. The plan is written to the round directory before anything reaches Argilla, and records are
 upserted by their deterministic external id (run, round, example, turn): re-running a push after a
 crash re-sends the same records and never duplicates one. Provenance (which slot is the original,
-which model and temperature made each candidate) stays in the plan and in metadata hidden from
-annotators. Pull reads submitted rankings with their ranks through the REST API (the SDK drops them).
+which model and temperature made each candidate) stays in the plan only: nothing sent to Argilla
+(fields, metadata, external id, suggestions) tells one option's source from another's, so no route
+or role of any Argilla deployment can unblind a labeler. Pull reads submitted rankings with their
+ranks through the REST API (the SDK drops them) and maps slots back to sources through the plan.
 """
 
 from __future__ import annotations
@@ -114,16 +116,50 @@ def _norm(text: str) -> str:
     return " ".join(text.split())
 
 
+SHUFFLE_KEY_FILE = "shuffle.key"
+
+
+def shuffle_key(home: Path | None = None) -> str:
+    """A secret mixed into every shuffle, created once (0600) under `PICKLOOP_HOME`.
+
+    The record's external id (run, round, example, turn) is visible to labelers and the run seed is
+    usually the config default, so a shuffle seeded by those alone can be recomputed by anyone who
+    has the code: the secret is what keeps the slot of the original unguessable. Re-planning on the
+    same home gives the same slots (a re-push upserts the same records); a run moved to another
+    home must take this file along, or a re-push would reshuffle records already answered.
+    """
+    import secrets
+
+    from loop import paths
+    from loop.fsutil import write_secret
+
+    path = (home or paths.home()) / SHUFFLE_KEY_FILE
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_secret(path, secrets.token_hex(32) + "\n")
+        return path.read_text(encoding="utf-8").strip()
+
+
 def plan_records(
-    items: Iterable[RoundItem], *, run: str, round_n: int, slots: int, seed: int
+    items: Iterable[RoundItem],
+    *,
+    run: str,
+    round_n: int,
+    slots: int,
+    seed: int,
+    key: str | None = None,
 ) -> list[PlannedRecord]:
-    """Deterministic slot assignment: original first, distinct candidates next, then a seeded shuffle.
+    """Deterministic slot assignment: original first, distinct candidates next, then a shuffle seeded
+    by `seed`, the record id and the secret `key` (default: `shuffle_key()`).
 
     Candidates whose text equals the original (whitespace aside) are merged into the original's slot;
     when there are more distinct texts than slots, the later candidates are dropped.
     """
     planned = []
     names = schema.slot_names(slots)
+    key = shuffle_key() if key is None else key
     for item in items:
         ext = schema.record_external_id(run, round_n, item.example_id, item.turn)
         offered: list[Candidate] = [Candidate(item.current_answer)]
@@ -135,7 +171,7 @@ def plan_records(
                 offered.append(cand)
         offered = offered[:slots]
         order = list(range(len(offered)))
-        random.Random(f"{seed}:{ext}").shuffle(order)
+        random.Random(f"{key}:{seed}:{ext}").shuffle(order)
         assigned = {names[pos]: offered[i] for pos, i in enumerate(order)}
         original = next(s for s, c in assigned.items() if c.model == ORIGINAL)
         planned.append(
@@ -176,7 +212,11 @@ def read_plan(round_dir: Path) -> list[PlannedRecord]:
 
 
 def record_body(rec: PlannedRecord, *, round_n: int, multi_turn: bool, slots: int, suggest: bool) -> dict:
-    """The REST upsert item for a planned record: fields, visible and hidden metadata, suggestions."""
+    """The REST upsert item for a planned record: fields, metadata, and (if `suggest`) suggestions.
+
+    The metadata describes the record (round, source dataset, example, turn), never an option: which
+    slot holds the original and which model made each candidate stay in the plan.
+    """
     fields: dict[str, Any] = {}
     if multi_turn:
         fields[schema.CONVERSATION_FIELD] = [
@@ -191,15 +231,11 @@ def record_body(rec: PlannedRecord, *, round_n: int, multi_turn: bool, slots: in
         schema.META_SOURCE: rec.source,
         schema.META_EXAMPLE_ID: rec.example_id,
         schema.META_TURN: rec.turn,
-        schema.META_ORIGINAL_SLOT: rec.original_slot or schema.NO_ORIGINAL,
     }
-    for i, name in enumerate(schema.slot_names(slots), 1):
+    for name in schema.slot_names(slots):
         cand = rec.slots.get(name)
-        if cand is None:
-            continue
-        fields[name] = cand.text
-        metadata[schema.slot_model_meta(i)] = cand.model
-        metadata[schema.slot_temperature_meta(i)] = float(cand.temperature)
+        if cand is not None:
+            fields[name] = cand.text
     body: dict[str, Any] = {"external_id": rec.external_id, "fields": fields, "metadata": metadata}
     if suggest:
         body["suggestions"] = _model_suggestions(rec)
@@ -207,15 +243,23 @@ def record_body(rec: PlannedRecord, *, round_n: int, multi_turn: bool, slots: in
 
 
 def _model_suggestions(rec: PlannedRecord) -> list[dict]:
-    """The model's own preference: generated candidates by mean log-probability, the original last."""
-    scored = sorted(
-        rec.slots.items(),
-        key=lambda kv: (
-            kv[1].model == ORIGINAL,
-            -(kv[1].mean_logprob if kv[1].mean_logprob is not None else -1e9),
-        ),
+    """The model's own preference: generated candidates by mean log-probability.
+
+    Annotators see suggestions, so this must not reveal the original: it has no log-probability, and
+    placing it first or last would point at its slot. It goes at a rank drawn from the secret
+    `shuffle_key()` and the record id (uniform, fixed across re-pushes), so the suggestion shows only
+    the model's order among its own candidates. Off by default (`suggest_model_choice`): even so it
+    tells labelers which slots the model prefers, and anchors them.
+    """
+    generated = sorted(
+        (kv for kv in rec.slots.items() if kv[1].model != ORIGINAL),
+        key=lambda kv: -(kv[1].mean_logprob if kv[1].mean_logprob is not None else -1e9),
     )
-    ranking = [{"value": slot, "rank": i} for i, (slot, _) in enumerate(scored, 1)]
+    order = [slot for slot, _ in generated]
+    if rec.original_slot is not None:
+        rng = random.Random(f"{shuffle_key()}:suggestion:{rec.external_id}")
+        order.insert(rng.randrange(len(order) + 1), rec.original_slot)
+    ranking = [{"value": slot, "rank": i} for i, slot in enumerate(order, 1)]
     return [
         {
             "question_name": schema.RANKING_QUESTION,
@@ -297,6 +341,13 @@ def push(
             record_body(r, round_n=round_n, multi_turn=options.multi_turn, slots=slots, suggest=suggest)
             for r in plan
         ]
+        if suggest:
+            # The REST upsert names a suggestion's question by id (`question_name` is the SDK's).
+            questions = api.get(f"/api/v1/datasets/{ds['id']}/questions")["items"]
+            qids = {q["name"]: q["id"] for q in questions}
+            for body in bodies:
+                for sugg in body.get("suggestions", ()):
+                    sugg["question_id"] = qids[sugg.pop("question_name")]
         upsert_records(api, ds["id"], bodies, progress=progress)
         total = count_records(api, ds["id"])
     if total != len(plan):

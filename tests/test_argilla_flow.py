@@ -53,11 +53,7 @@ def _metadata(i: int) -> dict:
         schema.META_SOURCE: "extra" if i in (1, 4) else "faq",
         schema.META_EXAMPLE_ID: f"ex-{i}",
         schema.META_TURN: i,
-        schema.META_ORIGINAL_SLOT: schema.slot_name(1 + i % K),
     }
-    for s in range(1, K + 1):
-        meta[schema.slot_model_meta(s)] = "original" if s == 1 + i % K else "tiny"
-        meta[schema.slot_temperature_meta(s)] = round(0.1 * i + 0.01 * s, 3)
     return meta
 
 
@@ -170,8 +166,8 @@ def test_owner_reads_ranks_back_exactly_with_ties(rnd: Round) -> None:
         "pending",
         "pending",
     ]
-    # The owner sees the hidden provenance; fields come back for mapping slots to text.
-    assert recs[rnd.ids[0]].metadata[schema.META_ORIGINAL_SLOT] == "candidate_1"
+    # The record's metadata comes back; fields come back for mapping slots to text.
+    assert recs[rnd.ids[0]].metadata[schema.META_EXAMPLE_ID] == "ex-0"
     assert recs[rnd.ids[0]].fields["candidate_2"] == "answer 0.2"
 
 
@@ -182,7 +178,7 @@ def test_small_pages_give_the_same_result(rnd: Round) -> None:
 
 
 def test_embedded_server_has_the_fast_rankings_route(rnd: Round) -> None:
-    """`server_speedups.apply()` mounts it; it must answer exactly what argilla's own listing does."""
+    """`argilla_setup.patches.apply()` mounts it; it must answer exactly what argilla's own listing does."""
     assert rankings.fast_listing(rnd.owner) == "/api/v1/x-pickloop/datasets/{dataset_id}/rankings"
     fast = rankings.pull_rankings(rnd.owner, rnd.dataset_id)
     assert fast == rankings.pull_rankings(rnd.owner, rnd.dataset_id, fast=False)
@@ -214,7 +210,7 @@ def test_sdk_drops_rank_which_is_why_rankings_uses_rest(rnd: Round, argilla_stac
 
 
 def test_webhook_events_are_still_delivered(rnd: Round, argilla_stack) -> None:
-    """The embedded server skips building webhook events nobody listens to (server_speedups); events
+    """The embedded server skips building webhook events nobody listens to (patches/speedups.py); events
     a webhook does subscribe to must still arrive, through the rq worker, with the record's data."""
     received: queue.Queue = queue.Queue()
 
@@ -286,7 +282,7 @@ def test_invalid_records_are_rejected_and_nothing_is_created(rnd: Round) -> None
     bad_meta = {
         **good,
         "external_id": "flow/r1/bad-meta/t0",
-        "metadata": {**_metadata(0), "original_slot": "x"},
+        "metadata": {**_metadata(0), "original_slot": "x"},  # undeclared: provenance cannot sneak in
     }
     bad_suggestion = {
         **good,
@@ -346,13 +342,13 @@ def test_metadata_filters(rnd: Round) -> None:
     assert total == 3 and sorted(ids) == sorted(rnd.ids[2:5])
     ids, total = _search(rnd.alice, rnd.dataset_id, {"filters": {"and": [source, turn]}})
     assert (ids, total) == ([rnd.ids[4]], 1)
-    # Owner-only: filter on hidden provenance (which slot holds the original answer).
-    orig = {
+    # The owner's search (all responses) filters on the same metadata.
+    example = {
         "type": "terms",
-        "scope": {"entity": "metadata", "metadata_property": "original_slot"},
-        "values": ["candidate_2"],
+        "scope": {"entity": "metadata", "metadata_property": "example_id"},
+        "values": ["ex-1", "ex-5"],
     }
-    ids, total = _search(rnd.owner, rnd.dataset_id, {"filters": {"and": [orig]}}, me=False)
+    ids, total = _search(rnd.owner, rnd.dataset_id, {"filters": {"and": [example]}}, me=False)
     assert total == 2 and sorted(ids) == sorted([rnd.ids[1], rnd.ids[5]])
 
 
@@ -360,8 +356,8 @@ def test_sorting(rnd: Round) -> None:
     by_turn = {"scope": {"entity": "metadata", "metadata_property": "turn"}, "order": "desc"}
     ids, _ = _search(rnd.alice, rnd.dataset_id, {"sort": [by_turn]})
     assert ids == rnd.ids[::-1]
-    temp = {"scope": {"entity": "metadata", "metadata_property": "candidate_1_temperature"}, "order": "asc"}
-    ids, _ = _search(rnd.owner, rnd.dataset_id, {"sort": [temp]}, me=False)
+    by_turn_asc = {"scope": {"entity": "metadata", "metadata_property": "turn"}, "order": "asc"}
+    ids, _ = _search(rnd.owner, rnd.dataset_id, {"sort": [by_turn_asc]}, me=False)
     assert ids == rnd.ids
     inserted = {"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"}
     ids, _ = _search(rnd.bob, rnd.dataset_id, {"sort": [inserted]})

@@ -48,18 +48,15 @@ def test_optional_questions_can_be_left_out() -> None:
     assert "None acceptable" not in s.guidelines
 
 
-def test_metadata_filters_visible_provenance_hidden() -> None:
+def test_metadata_is_all_visible_and_names_no_option() -> None:
+    """Provenance (original slot, model, temperature of each option) never goes to Argilla, not even
+    as hidden metadata: it lives in the push plan only. Every declared property is for annotators."""
     s = round_settings(2, 3, SchemaOptions(sources=("faq", "extra")))
-    visible = {m.name for m in s.metadata if m.visible_for_annotators}
-    hidden = {m.name for m in s.metadata if not m.visible_for_annotators}
-    assert visible == {"round", "source", "example_id", "turn"}
-    assert hidden == {"original_slot"} | {
-        f"candidate_{i}_{what}" for i in (1, 2, 3) for what in ("model", "temperature")
-    }
+    assert {m.name for m in s.metadata} == {"round", "source", "example_id", "turn"}
+    assert all(m.visible_for_annotators for m in s.metadata)
+    assert not any("candidate" in m.name or "original" in m.name for m in s.metadata)
     by_name = {m.name: m for m in s.metadata}
-    assert by_name["original_slot"].options == ["candidate_1", "candidate_2", "candidate_3", "none"]
     assert by_name["source"].options == ["faq", "extra"]
-    assert isinstance(by_name["candidate_2_temperature"], rg.FloatMetadataProperty)
 
 
 def test_guidelines_tell_labelers_what_to_do() -> None:

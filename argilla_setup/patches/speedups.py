@@ -2,13 +2,20 @@
 
 Measured with `benchmarks/bench_argilla.py` on SQLite (2 busy shared cores): pushing records went from
 about 100 to 500-1,100 records/s, `/me/responses/bulk` from about 10 to 40-80 responses/s, and reading
-rankings back from about 2,000 to about 9,000 records/s (the route below). Each patch
-removes work whose result is unused, or caches something rebuilt on every call; none changes what the
-API answers. argilla-server is pinned to 2.8.0, and `apply` checks the patched names exist, so an
-upgrade fails loudly instead of silently running unpatched.
+rankings back from about 2,000 to about 9,000 records/s (`rankings_route.py`). Each patch removes work
+whose result is unused, or caches something rebuilt on every call; none changes what the API answers.
+Each is guarded (see `argilla_setup.patches`): argilla-server must be 2.8.0 and every upstream function
+listed in its `upstream` must hash as recorded, else it is skipped with a warning. `PICKLOOP_NO_SPEEDUPS=1`
+skips them all.
 
 - `sqlite_wal`: the database in WAL mode with `synchronous=NORMAL`. Argilla commits once or twice per
   response; in the default rollback-journal mode every commit syncs the file several times.
+  Durability, exactly: WAL+NORMAL never corrupts the database and loses nothing when a process crashes
+  or is killed (committed transactions are in the WAL file, which the OS holds). On power loss or an
+  OS crash the last transactions committed since the previous WAL checkpoint sync (by default every
+  1000 pages) may be rolled back: the latest responses or pushed records. A push is re-run by upsert
+  and labelers' lost responses show as pending again, so pickloop accepts this; set
+  `PICKLOOP_NO_SPEEDUPS=1` for FULL synchronous rollback-journal commits.
 - `type_adapters`: `Question.parsed_settings` and `MetadataProperty.parsed_settings` build a new pydantic
   `TypeAdapter` on every access, i.e. for every metadata key of every record pushed. One adapter each.
 - `webhook_events`: before notifying a record/response event, argilla reloads the dataset with five
@@ -17,10 +24,8 @@ upgrade fails loudly instead of silently running unpatched.
   the enabled webhooks are read once per database session instead of once per record.
 - `validator_record`: record validation builds a throwaway ORM `Record` per pushed record (a quarter of
   the push's CPU, plus an SAWarning each); the validators only read its fields and dataset.
-- `rankings_route`: a read-only listing of records with all responses that skips the ORM
-  (`argilla_setup/rankings_route.py`); `argilla_setup.rankings` uses it when the server has it.
 
-Call `apply()` in each process before the FastAPI app or the worker starts (idempotent).
+Call `argilla_setup.patches.apply()` in each process before the FastAPI app or the worker starts.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_applied: set[str] = set()
+from argilla_setup.patches import Patch, _require, hit
+
 _LISTENED_EVENTS = "pickloop_listened_webhook_events"  # key in a session's `info` dict
 
 # Modules that import `notify_*_event` by name, so each needs the guarded function.
@@ -52,6 +58,7 @@ def sqlite_wal() -> None:
     # Same hook argilla uses for `PRAGMA foreign_keys = ON` (argilla_server.database).
     @event.listens_for(Engine, "connect")
     def _wal(dbapi_connection: Any, connection_record: Any) -> None:
+        hit("sqlite_wal")
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
@@ -66,8 +73,16 @@ def type_adapters() -> None:
     metadata = TypeAdapter(models.MetadataPropertySettings)
     _require(models.Question, "parsed_settings")
     _require(models.MetadataProperty, "parsed_settings")
-    models.Question.parsed_settings = property(lambda self: question.validate_python(self.settings))
-    models.MetadataProperty.parsed_settings = property(lambda self: metadata.validate_python(self.settings))
+
+    def parsed(adapter: Any) -> property:
+        def get(self: Any) -> Any:
+            hit("type_adapters")
+            return adapter.validate_python(self.settings)
+
+        return property(get)
+
+    models.Question.parsed_settings = parsed(question)
+    models.MetadataProperty.parsed_settings = parsed(metadata)
 
 
 def webhook_events() -> None:
@@ -75,6 +90,7 @@ def webhook_events() -> None:
 
     def guarded(notify: Any) -> Any:
         async def notify_if_listened(db: Any, event: Any, obj: Any) -> list:
+            hit("webhook_events")
             # One lookup per database session (i.e. per request or job), not one per record.
             events = db.info.get(_LISTENED_EVENTS)
             if events is None:
@@ -103,15 +119,6 @@ def webhook_events() -> None:
         module.notify_response_event_v1 = response_notify
 
 
-def rankings_route() -> None:
-    """Mount `argilla_setup.rankings_route` on argilla's `/api/v1` app (server process only needs it)."""
-    from argilla_server.api.routes import api_v1
-
-    from argilla_setup.rankings_route import router
-
-    api_v1.include_router(router)
-
-
 def validator_record() -> None:
     from types import SimpleNamespace
 
@@ -124,6 +131,7 @@ def validator_record() -> None:
         # argilla builds `Record(fields=..., dataset=dataset)` here only to hand it to the suggestion
         # and response validators, which read `record.fields` and `record.dataset`; the ORM object
         # costs a quarter of a push and appends itself to `dataset.records` (an SAWarning per record).
+        hit("validator_record")
         record = SimpleNamespace(fields=record_create.fields, dataset=dataset)
         cls._validate_fields(record_create.fields, dataset)
         cls._validate_metadata(record_create.metadata, dataset)
@@ -134,30 +142,40 @@ def validator_record() -> None:
     create.validate = classmethod(validate)
 
 
-PATCHES = {
-    "sqlite_wal": sqlite_wal,
-    "type_adapters": type_adapters,
-    "webhook_events": webhook_events,
-    "validator_record": validator_record,
-    "rankings_route": rankings_route,
-}
-
-
-def apply(names: tuple[str, ...] = tuple(PATCHES)) -> tuple[str, ...]:
-    """Apply the named patches once per process; returns those applied by this call."""
-    done = []
-    for name in names:
-        if name not in _applied:
-            PATCHES[name]()
-            _applied.add(name)
-            done.append(name)
-    return tuple(done)
-
-
-def _require(owner: Any, name: str) -> Any:
-    if not hasattr(owner, name):
-        raise RuntimeError(
-            f"argilla-server changed: {getattr(owner, '__name__', owner)!r} has no {name!r}; "
-            "update argilla_setup/server_speedups.py for this version"
-        )
-    return getattr(owner, name)
+_DB = "argilla_server.models.database"
+_WEBHOOKS = "argilla_server.webhooks.v1"
+PATCHES = [
+    Patch(
+        "sqlite_wal",
+        sqlite_wal,
+        # argilla's own connect hook (PRAGMA foreign_keys), which this one sits beside.
+        {
+            "argilla_server.database:set_sqlite_pragma": "fa3e22a3956238c24a109529a59e1b725b0efad064b1e4f708cf7c90df289979"
+        },
+    ),
+    Patch(
+        "type_adapters",
+        type_adapters,
+        {
+            f"{_DB}:Question.parsed_settings": "5d2f427fe4651063e68bdc8ccfb9bf137696c5c3bf2896ff6ac78338dcbff3b2",
+            f"{_DB}:MetadataProperty.parsed_settings": "263c9f47b2de783299575b020bf4fbd621bcee2501a903a5634e62d4445155b9",
+        },
+    ),
+    Patch(
+        "webhook_events",
+        webhook_events,
+        {
+            f"{_WEBHOOKS}.records:notify_record_event": "92209f75197bb9fd306859fbadcf4465bf9c221fe197f3f78a40b3a95a1ddaa8",
+            f"{_WEBHOOKS}.responses:notify_response_event": "35e9c0c3f9097464ebb049b54e071b5a5dc185c03f73abddae9d469da9002114",
+            # "no enabled webhook listens: return []" is copied from here.
+            "argilla_server.jobs.webhook_jobs:enqueue_notify_events": "fcd5b6b37c62b788eb90a50c7d92ef1ef0987d43cf0a5d2ebde048952a5da07b",
+        },
+    ),
+    Patch(
+        "validator_record",
+        validator_record,
+        {
+            "argilla_server.validators.records:RecordCreateValidator.validate": "9cd5d9a0856d50d3a436bb1dd9b94ff01047c9b3959ef8e40807682698c99d70"
+        },
+    ),
+]

@@ -7,7 +7,8 @@ two column queries instead of ORM objects, with the JSON columns passed through 
 parsed and re-encoded). Argilla's listing spends most of its time building ORM objects and mutable-JSON
 wrappers; this one is several times faster. Order is (inserted_at, id), so offset paging is stable.
 
-Mounted by `argilla_setup.server_speedups.apply()` in the server process; `argilla_setup.rankings`
+Mounted by `argilla_setup.patches.apply()` in the server process (a speedup: guarded against the
+upstream listing and policy it copies, off with `PICKLOOP_NO_SPEEDUPS=1`); `argilla_setup.rankings`
 uses it when `GET /api/v1/x-pickloop/info` answers, and falls back to argilla's listing otherwise
 (any other deployment). No `from __future__ import annotations` here: FastAPI reads these annotations.
 """
@@ -24,6 +25,8 @@ from fastapi import APIRouter, Depends, Query, Security
 from fastapi import Response as HttpResponse
 from sqlalchemy import String, func, select, type_coerce
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from argilla_setup.patches import Patch, hit
 
 INFO_PATH = "/x-pickloop/info"
 RANKINGS_PATH = "/x-pickloop/datasets/{dataset_id}/rankings"
@@ -49,6 +52,7 @@ async def list_rankings(
 ) -> HttpResponse:
     dataset = await Dataset.get_or_raise(db, dataset_id)
     await authorize(current_user, DatasetPolicy.list_records_with_all_responses(dataset))
+    hit("rankings_route")
     rows = (
         await db.execute(
             select(
@@ -90,3 +94,23 @@ async def list_rankings(
 
 def _enum(value: Any) -> str:
     return str(getattr(value, "value", value))
+
+
+def mount() -> None:
+    """Mount the routes on argilla's `/api/v1` app (the server process only)."""
+    from argilla_server.api.routes import api_v1
+
+    api_v1.include_router(router)
+
+
+_HANDLERS = "argilla_server.api.handlers.v1.datasets.records"
+PATCH = Patch(
+    "rankings_route",
+    mount,
+    {
+        # Answers what this listing answers, to the users this policy allows.
+        f"{_HANDLERS}:list_dataset_records": "ef263588e05bc4982bd643814a9b249ca76ccc50690bd442f336f254409a782b",
+        "argilla_server.api.policies.v1.dataset_policy:DatasetPolicy.list_records_with_all_responses": "27cc4d694ea4a0bd28a51ba0dd2e39e7fcbc67d9110f03cfe30b3c0fc0a3e3d4",
+    },
+    server_only=True,
+)
