@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FAQ = Path(__file__).resolve().parents[1] / "loop" / "data" / "python_faq.jsonl"
+FAQ = Path(__file__).resolve().parents[1] / "loop" / "demo" / "python_faq.jsonl"
 SFT = {"num_train_epochs": 20, "learning_rate": 3e-3, "per_device_train_batch_size": 8, "max_length": 256}
 LORA = {"r": 32, "lora_alpha": 32, "modules_to_save": ["lm_head", "embed_tokens"]}
 

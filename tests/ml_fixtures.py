@@ -16,7 +16,7 @@ import pytest
 from loop.config import ModelSettings, TrainSettings
 from loop.data import Example, load_examples
 
-FAQ = Path(__file__).resolve().parents[1] / "loop" / "data" / "python_faq.jsonl"
+FAQ = Path(__file__).resolve().parents[1] / "loop" / "demo" / "python_faq.jsonl"
 _CACHE: dict[str, Any] = {}
 
 # Settings that make the 32-hidden, 2-layer model memorise ~10 short conversations in about a second.
