@@ -1,7 +1,7 @@
 """Candidate generation: naive loop vs pickloop's batched, merged path, in one run on the same data.
 
 Naive: one `generate` call per question per candidate, through the unmerged PEFT adapter.
-pickloop: `loop.generate.generate_candidates` (batched, left padding, merged model, inference mode),
+pickloop: `loop.phases.generate.generate_candidates` (batched, left padding, merged model, inference mode),
 including its scoring, dedup and parquet writing. Target: >= 10x questions/s.
 
     python benchmarks/bench_generate.py                     # tiny model (hidden 128, 4 layers), FAQ data
@@ -25,7 +25,7 @@ def trained_round(work: Path, epochs: int, seed: int = 0):
     from loop.config import ModelSettings, TrainSettings
     from loop.data import Example, load_examples
     from loop.demo.tiny_model import TinyModelSpec, build_tiny_model
-    from loop.train import train_round
+    from loop.phases.train import train_round
 
     examples = [
         Example(e.id, [e.messages[0], {**e.messages[1], "content": e.messages[1]["content"][:300].strip()}])
@@ -47,7 +47,7 @@ def naive(examples, round_model, settings, seed: int) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loop.generate import candidate_specs
+    from loop.phases.generate import candidate_specs
 
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(round_model.adapter_dir)
@@ -73,7 +73,7 @@ def naive(examples, round_model, settings, seed: int) -> float:
 
 
 def pickloop(examples, round_model, settings, seed: int, out: Path) -> float:
-    from loop.generate import generate_candidates
+    from loop.phases.generate import generate_candidates
 
     start = time.perf_counter()
     generate_candidates(examples, round_model.round_dir, settings, out, seed=seed, progress=False)

@@ -26,10 +26,10 @@ def bare_trl(examples, base: Path, out: Path, sft: dict, seed: int) -> float:
     from trl import SFTConfig, SFTTrainer
 
     from loop.data import to_dataset
-    from loop.train import LORA_DEFAULTS, _sft_defaults
+    from loop.phases.train import LORA_DEFAULTS, _sft_defaults
 
     start = time.perf_counter()
-    args = SFTConfig(output_dir=str(out), seed=seed, data_seed=seed, **{**_sft_defaults(False), **sft})
+    args = SFTConfig(output_dir=str(out), seed=seed, data_seed=seed, **{**_sft_defaults(), **sft})
     model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
     trainer = SFTTrainer(
         model=model,
@@ -45,7 +45,7 @@ def bare_trl(examples, base: Path, out: Path, sft: dict, seed: int) -> float:
 
 def pickloop(examples, base: Path, round_dir: Path, sft: dict, seed: int) -> float:
     from loop.config import ModelSettings, TrainSettings
-    from loop.train import train_round
+    from loop.phases.train import train_round
 
     start = time.perf_counter()
     train_round(

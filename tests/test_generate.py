@@ -8,7 +8,7 @@ from ml_fixtures import tiny_model, train_examples, trained_round  # noqa: F401
 
 from loop.config import GenerateSettings
 from loop.errors import ConfigError
-from loop.generate import SampleSpec, candidate_specs, generate_candidates, load_candidates
+from loop.phases.generate import SampleSpec, candidate_specs, generate_candidates, load_candidates
 
 SETTINGS = GenerateSettings(k=4, temperatures=[0.7, 1.5], top_p=0.95, max_new_tokens=40, batch_size=4)
 
@@ -114,7 +114,7 @@ def test_draw_samples_the_transformers_nucleus(temperature: float, top_p: float,
     import torch
     from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from loop.generate import _draw
+    from loop.phases.generate import _draw
 
     torch.manual_seed(0)
     logits = (torch.randn(1, 200) * 2).repeat(4000, 1)
@@ -131,7 +131,8 @@ def test_draw_samples_the_transformers_nucleus(temperature: float, top_p: float,
 def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F811
     import torch
 
-    from loop.generate import _decode, _end_ids, load_generation_model, score
+    from loop.models import load_generation_model
+    from loop.phases.generate import _decode, _end_ids, score
 
     model, tok = load_generation_model(trained_round.model.round_dir)
     end_ids = _end_ids(model, tok)
