@@ -120,11 +120,12 @@ def test_draw_samples_the_transformers_nucleus(temperature: float, top_p: float,
     logits = (torch.randn(1, 200) * 2).repeat(4000, 1)
     nucleus = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[:1].clone()))
     expected = nucleus.softmax(-1)[0]
-    tokens = _draw(logits, temperature, top_p, torch.Generator().manual_seed(1), k)
+    u = torch.rand(len(logits), generator=torch.Generator().manual_seed(1))
+    tokens = _draw(logits, temperature, top_p, u, k)
     seen = torch.bincount(tokens, minlength=200) / len(tokens)
     assert set(tokens.tolist()) <= set(expected.nonzero().flatten().tolist())
     assert (seen - expected).abs().max() < 0.03
-    again = _draw(logits, temperature, top_p, torch.Generator().manual_seed(1), k)
+    again = _draw(logits, temperature, top_p, u.clone(), k)
     assert torch.equal(tokens, again)
 
 
@@ -140,7 +141,15 @@ def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F
         tok(tok.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True))["input_ids"]
         for ex in train_examples()
     ]
-    ours = _decode(model, prompts, [SampleSpec("greedy")] * len(prompts), None, 24, end_ids, tok.pad_token_id)
+    ours = _decode(
+        model,
+        prompts,
+        [SampleSpec("greedy")] * len(prompts),
+        [0] * len(prompts),
+        24,
+        end_ids,
+        tok.pad_token_id,
+    )
     batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(**batch, do_sample=False, max_new_tokens=24, eos_token_id=end_ids)
@@ -151,3 +160,60 @@ def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F
     with torch.inference_mode():  # the log-probs kept while decoding equal a separate scoring pass
         scored = score(model, prompts, [tokens for tokens, _ in ours])
     assert [lp for _, lp in ours] == pytest.approx(scored, abs=1e-4)
+
+
+def test_a_candidate_is_reproducible_alone_from_its_record(trained_round, candidates) -> None:  # noqa: F811
+    from loop.models import load_generation_model
+    from loop.phases.generate import regenerate
+
+    _, rows = candidates
+    model, tok = load_generation_model(trained_round.model.round_dir)
+    checked = 0
+    for r in rows[::3]:
+        for c in r.candidates:
+            spec = c.settings[0]
+            if spec.kind == "sample":
+                text = regenerate(model, tok, r.context, spec, r.example_id, r.turn, SETTINGS.max_new_tokens)
+                assert text == c.text
+                checked += 1
+    assert checked >= 3
+
+
+def test_uniform_is_uniform_and_batch_independent() -> None:
+    import torch
+
+    from loop.phases.generate import _uniform
+
+    seeds = torch.arange(20000, dtype=torch.int64) * 7919
+    u = _uniform(seeds, 3)
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01
+    assert torch.equal(_uniform(seeds[5:6], 3), u[5:6]) and not torch.equal(_uniform(seeds, 4), u)
+
+
+def test_a_huge_answer_is_capped_not_hung_on(trained_round, tmp_path: Path) -> None:  # noqa: F811
+    import time
+
+    from loop.data import Example
+    from loop.phases.generate import generate_candidates
+
+    huge = "x = 1; " * 150_000  # ~1 MB
+    examples = [
+        Example("huge", [{"role": "user", "content": "What?"}, {"role": "assistant", "content": huge}])
+    ]
+    examples.append(
+        Example("ctx", [{"role": "user", "content": huge}, {"role": "assistant", "content": "ok"}])
+    )
+    stats: dict[str, int] = {}
+    started = time.monotonic()
+    rows = generate_candidates(
+        examples,
+        trained_round.model.round_dir,
+        SETTINGS,
+        tmp_path / "c.parquet",
+        progress=False,
+        max_length=128,
+        stats=stats,
+    )
+    assert time.monotonic() - started < 60
+    assert stats == {"truncated_prompts": 1, "truncated_answers": 1}
+    assert len(rows) == 2 and rows[0].current_mean_logprob is not None

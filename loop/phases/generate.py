@@ -30,7 +30,7 @@ from loop.context import RoundContext
 from loop.data import Example
 from loop.errors import ConfigError
 from loop.fsutil import atomic_path
-from loop.models import load_generation_model
+from loop.models import context_length, load_generation_model
 
 if TYPE_CHECKING:
     from loop.models import RoundModel
@@ -42,12 +42,15 @@ class Summary:
     candidates: int
     same_as_current: int  # turns where a candidate equals the dataset's current answer
     generate_runtime_s: float | None = None
+    truncated_prompts: int = 0  # contexts cut (from the left) to fit the model's context / max_length
+    truncated_answers: int = 0  # current answers scored on their first tokens only, for the same reason
 
 
 def run(ctx: RoundContext) -> Summary:
     examples = ctx.examples()
     ctx.limit_cpu_threads()
     started = time.monotonic()
+    stats: dict[str, int] = {}
     turns = generate_candidates(
         examples,
         ctx.paths.model,
@@ -56,17 +59,24 @@ def run(ctx: RoundContext) -> Summary:
         seed=ctx.seed,
         model_settings=ctx.config.model,
         progress=ctx.progress,
+        max_length=ctx.config.train.sft.get("max_length", DEFAULT_MAX_LENGTH),
+        stats=stats,
     )
     return Summary(
         turns=len(turns),
         candidates=sum(len(t.candidates) for t in turns),
         same_as_current=sum(any(c.is_current for c in t.candidates) for t in turns),
         generate_runtime_s=time.monotonic() - started,
+        truncated_prompts=stats.get("truncated_prompts", 0),
+        truncated_answers=stats.get("truncated_answers", 0),
     )
 
 
 Generated = tuple[list[int], float | None]
 """A completion's token ids and mean log-probability (None: not scored yet)."""
+
+DEFAULT_MAX_LENGTH = 1024
+"""`SFTConfig.max_length` as the train phase sets it: sequences longer than this were never trained on."""
 
 SCORE_BUDGET = 2**26
 """Logit elements (batch x length x vocab) per scoring forward pass; bounds memory on big vocabularies."""
@@ -113,6 +123,45 @@ def candidate_specs(settings: GenerateSettings, seed: int) -> list[SampleSpec]:
         SampleSpec("sample", temps[(i - 1) % len(temps)], settings.top_p, seeds[(i - 1) % len(seeds)])
         for i in range(1, settings.k)
     ]
+
+
+def candidate_seed(spec: SampleSpec, example_id: str, turn: int) -> int:
+    """The seed of one sampled candidate's draws: fixed by its recorded settings, example and turn, so a
+    candidate is reproducible alone (`regenerate`), whatever batch it was decoded in."""
+    key = [spec.seed, spec.temperature, spec.top_p, example_id, turn]
+    digest = hashlib.sha256(json.dumps(key).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def generation_limits(model, settings: GenerateSettings, max_length: int | None) -> tuple[int, int]:
+    """(longest prompt, most new tokens): prompt + candidate fit the model's context and `max_length`."""
+    limits = [n for n in (context_length(model), max_length) if n]
+    limit = min(limits) if limits else 2**31
+    prompt_budget = max(limit - settings.max_new_tokens, limit // 2)
+    return prompt_budget, min(settings.max_new_tokens, limit - prompt_budget)
+
+
+def regenerate(
+    model,
+    tokenizer,
+    context: list[dict[str, str]],
+    spec: SampleSpec,
+    example_id: str,
+    turn: int,
+    max_new_tokens: int,
+) -> str:
+    """One candidate alone, from what `candidates.parquet` records (its spec, example id and turn)."""
+    import torch
+
+    text = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    end_ids = _end_ids(model, tokenizer)
+    seed = candidate_seed(spec, example_id, turn) if spec.kind == "sample" else 0
+    with torch.inference_mode():
+        ((ids, _),) = _decode(
+            model, [prompt], [spec], [seed], max_new_tokens, end_ids, tokenizer.pad_token_id
+        )
+    return tokenizer.decode([t for t in ids if t not in end_ids], skip_special_tokens=True).strip()
 
 
 def _end_ids(model, tokenizer) -> list[int]:
@@ -170,7 +219,7 @@ def _prompts(examples: Sequence[Example], tokenizer) -> list[tuple[Example, int,
 
 
 def _generate_transformers(
-    model, tokenizer, prompts, specs, settings, progress: bool, expected_lengths: Sequence[int]
+    model, tokenizer, prompts, specs, settings, progress: bool, expected_lengths: Sequence[int], keys
 ) -> list[list[Generated]]:
     """`[spec][prompt]` completions (end-of-turn token kept when the model emitted one) and scores.
 
@@ -183,16 +232,15 @@ def _generate_transformers(
     order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), -expected_lengths[i]))
     batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
     result: list[list[Generated]] = [[([], None) for _ in prompts] for _ in specs]
-    seeds = [s.seed for s in specs]
     with torch.inference_mode(), tqdm(total=len(prompts), desc="candidates", disable=not progress) as bar:
-        for b, batch in enumerate(batches):
+        for batch in batches:
             rows = [(i, s) for i in batch for s in range(len(specs))]
-            rng = torch.Generator(model.device).manual_seed(_batch_seed(seeds, b))
+            seeds = [candidate_seed(specs[s], *keys[i]) if specs[s].kind == "sample" else 0 for i, s in rows]
             outs = _decode(
                 model,
                 [prompts[i] for i, _ in rows],
                 [specs[s] for _, s in rows],
-                rng,
+                seeds,
                 settings.max_new_tokens,
                 end_ids,
                 tokenizer.pad_token_id,
@@ -203,13 +251,15 @@ def _generate_transformers(
     return result
 
 
-def _batch_seed(seeds: Sequence[int | None], batch: int) -> int:
-    """Seed of one decoding batch: fixed by the candidates' seeds and the batch's position."""
-    digest = hashlib.sha256(json.dumps([list(seeds), batch]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def _decode(model, prompts, specs: Sequence[SampleSpec], rng, max_new_tokens: int, end_ids, pad_id: int):
+def _decode(
+    model,
+    prompts,
+    specs: Sequence[SampleSpec],
+    seeds: Sequence[int],
+    max_new_tokens: int,
+    end_ids,
+    pad_id: int,
+):
     """Decode one left-padded batch with a KV cache; row r is greedy or sampled per `specs[r]`.
     Returns each row's tokens and their mean log-probability under the model (raw logits, which
     makes it the same number as `score` gives for the same tokens, without a second forward pass).
@@ -217,7 +267,8 @@ def _decode(model, prompts, specs: Sequence[SampleSpec], rng, max_new_tokens: in
     A small loop instead of `generate`: rows leave the batch (and the cache) as soon as they emit an
     end-of-turn token, so a batch costs what its rows need, not `rows x longest row`; rows with
     different sampling settings share one batch; and no model `generation_config` (repetition
-    penalty, top_k...) is merged in behind the recorded settings."""
+    penalty, top_k...) is merged in behind the recorded settings. Row r's random numbers come from
+    `seeds[r]` and the step alone (`_uniform`), so a row samples the same tokens in any batch."""
     import torch
     from transformers import DynamicCache
 
@@ -231,6 +282,7 @@ def _decode(model, prompts, specs: Sequence[SampleSpec], rng, max_new_tokens: in
     greedy = torch.tensor([s.kind == "greedy" for s in specs], device=device)
     temperature = torch.tensor([s.temperature or 1.0 for s in specs], device=device)
     top_p = torch.tensor([s.top_p or 1.0 for s in specs], device=device)
+    row_seed = torch.tensor(list(seeds), dtype=torch.int64, device=device)
     out: list[list[int]] = [[] for _ in prompts]
     logprob = torch.zeros(len(prompts), dtype=torch.float64, device=device)
     live = torch.arange(len(prompts), device=device)
@@ -240,7 +292,8 @@ def _decode(model, prompts, specs: Sequence[SampleSpec], rng, max_new_tokens: in
         tokens = logits.argmax(-1)
         sampled = (~greedy).nonzero().squeeze(-1)
         if len(sampled):
-            tokens[sampled] = _draw(logits[sampled], temperature[sampled], top_p[sampled], rng)
+            u = _uniform(row_seed[sampled], step)
+            tokens[sampled] = _draw(logits[sampled], temperature[sampled], top_p[sampled], u)
         for row, token in zip(live.tolist(), tokens.tolist(), strict=True):
             out[row].append(token)
         logprob[live] += (
@@ -254,6 +307,7 @@ def _decode(model, prompts, specs: Sequence[SampleSpec], rng, max_new_tokens: in
             cache.batch_select_indices(keep)
             live, tokens, mask, position = live[keep], tokens[keep], mask[keep], position[keep]
             greedy, temperature, top_p = greedy[keep], temperature[keep], top_p[keep]
+            row_seed = row_seed[keep]
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
         position = position + 1
         logits = model(
@@ -265,9 +319,10 @@ def _decode(model, prompts, specs: Sequence[SampleSpec], rng, max_new_tokens: in
     return [(tokens, (total / len(tokens)).item()) for tokens, total in zip(out, logprob, strict=True)]
 
 
-def _draw(logits, temperature, top_p, rng, k: int = 256):
+def _draw(logits, temperature, top_p, u, k: int = 256):
     """One token per row from temperature + top-p sampling (the distribution of transformers' warpers,
-    up to float ties); `temperature`/`top_p` are numbers or one value per row.
+    up to float ties); `temperature`/`top_p` are numbers or one value per row, `u` one uniform number
+    in [0, 1) per row.
 
     Sorting the vocabulary and `torch.multinomial` were most of CPU sampling time, so the nucleus is
     looked for among the `k` likeliest tokens (`topk`), rows whose nucleus is wider find its threshold
@@ -281,7 +336,7 @@ def _draw(logits, temperature, top_p, rng, k: int = 256):
     top, idx = probs.topk(min(k, probs.shape[-1]), dim=-1)
     keep = (top.cumsum(-1) - top) < top_p[:, None]  # the likelier tokens' mass is still below top_p
     keep[:, 0] = True
-    tokens = idx.gather(-1, _inverse_cdf(top * keep, rng)).squeeze(-1)
+    tokens = idx.gather(-1, _inverse_cdf(top * keep, u)).squeeze(-1)
     wide = (top.sum(-1) < top_p).nonzero().squeeze(-1)
     if len(wide):
         p, target = probs[wide], top_p[wide]
@@ -290,32 +345,58 @@ def _draw(logits, temperature, top_p, rng, k: int = 256):
             mid = (low + high) / 2
             enough = (p * (p >= mid[:, None])).sum(-1) >= target
             low, high = torch.where(enough, mid, low), torch.where(enough, high, mid)
-        tokens[wide] = _inverse_cdf(p * (p >= low[:, None]), rng).squeeze(-1)
+        tokens[wide] = _inverse_cdf(p * (p >= low[:, None]), u[wide]).squeeze(-1)
     return tokens
 
 
-def _inverse_cdf(weights, rng):
+def _inverse_cdf(weights, u):
     """One index per row, drawn with probability proportional to `weights` (zeros never drawn)."""
     import torch
 
     cdf = weights.cumsum(-1)
-    u = torch.rand(weights.shape[0], 1, generator=rng, device=weights.device) * cdf[:, -1:]
-    return torch.searchsorted(cdf, u, right=True).clamp(max=weights.shape[-1] - 1)
+    target = u[:, None].to(cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, target, right=True).clamp(max=weights.shape[-1] - 1)
 
 
-def _generate_vllm(model_dir: str, prompts, specs, settings) -> list[list[Generated]]:
+def _signed(n: int) -> int:
+    n &= 2**64 - 1
+    return n - 2**64 if n >= 2**63 else n
+
+
+_GOLDEN, _MIX1, _MIX2 = (_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _uniform(seeds, step: int):
+    """One number in [0, 1) per row from (row seed, step): splitmix64 on int64 tensors (wrapping
+    multiplication, logical shifts), the same on every device and in any batch. A dozen elementwise
+    ops per step instead of one `torch.Generator` per row."""
+
+    def srl(x, n: int):
+        return (x >> n) & ((1 << (64 - n)) - 1)
+
+    x = seeds + _signed((step + 1) * 0x9E3779B97F4A7C15)
+    x = (x ^ srl(x, 30)) * _MIX1
+    x = (x ^ srl(x, 27)) * _MIX2
+    x = x ^ srl(x, 31)
+    return srl(x, 11).double() * 2.0**-53
+
+
+def _generate_vllm(model_dir: str, prompts, specs, settings, keys) -> list[list[Generated]]:
     """Same as `_generate_transformers`, on vLLM (GPU machines with `vllm` installed)."""
     from vllm import LLM, SamplingParams, TokensPrompt
 
     llm = LLM(model=model_dir, seed=0, gpu_memory_utilization=0.5)
     result = []
     for spec in specs:
-        params = SamplingParams(
-            max_tokens=settings.max_new_tokens,
-            temperature=spec.temperature if spec.kind == "sample" else 0.0,
-            top_p=spec.top_p if spec.kind == "sample" else 1.0,
-            seed=spec.seed,
-        )
+        params = [
+            SamplingParams(
+                max_tokens=settings.max_new_tokens,
+                temperature=spec.temperature if spec.kind == "sample" else 0.0,
+                top_p=spec.top_p if spec.kind == "sample" else 1.0,
+                seed=candidate_seed(spec, *key) if spec.kind == "sample" else None,
+            )
+            for key in keys
+        ]
         outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=True)
         result.append([(list(o.outputs[0].token_ids), None) for o in outs])  # scored afterwards
     del llm
@@ -331,10 +412,14 @@ def generate_candidates(
     seed: int = 0,
     model_settings: ModelSettings | None = None,
     progress: bool = True,
+    max_length: int | None = None,
+    stats: dict[str, int] | None = None,
 ) -> list[TurnCandidates]:
     """Generate, merge, score and write the candidates of every assistant turn to `out_path` (parquet).
 
-    `source` is a round directory (or its `RoundModel`), or a plain model folder / Hub id."""
+    `source` is a round directory (or its `RoundModel`), or a plain model folder / Hub id. Prompts and
+    scored answers are capped by the model's context and `max_length` (counts into `stats`)."""
+    stats = {} if stats is None else stats
     source = getattr(source, "round_dir", source)
     specs = candidate_specs(settings, seed)
     if settings.backend == "vllm":
@@ -349,18 +434,28 @@ def generate_candidates(
         from transformers import AutoTokenizer
 
         merged = Path(source) / "merged" if (Path(source) / "merged").is_dir() else Path(source)
+        from transformers import AutoConfig
+
         tokenizer = AutoTokenizer.from_pretrained(str(merged))
-        turns = _prompts(examples, tokenizer)
+        config = AutoConfig.from_pretrained(str(merged))
+        budget, max_new = generation_limits(type("M", (), {"config": config}), settings, max_length)
+        turns = _capped(_prompts(examples, tokenizer), budget, stats)
         prompts = [t[3] for t in turns]
-        generated = _generate_vllm(str(merged), prompts, specs, settings)
+        keys = [(ex.id, ordinal) for ex, ordinal, _, _ in turns]
+        capped = settings.model_copy(update={"max_new_tokens": max_new})
+        generated = _generate_vllm(str(merged), prompts, specs, capped, keys)
         model, tokenizer = load_generation_model(source, model_settings)  # for scoring, after vLLM is gone
     else:
         model, tokenizer = load_generation_model(source, model_settings)
-        turns = _prompts(examples, tokenizer)
+        budget, max_new = generation_limits(model, settings, max_length)
+        turns = _capped(_prompts(examples, tokenizer), budget, stats)
         prompts = [t[3] for t in turns]
-        lengths = [len(tokenizer(ex.messages[idx]["content"])["input_ids"]) for ex, _, idx, _ in turns]
-        generated = _generate_transformers(model, tokenizer, prompts, specs, settings, progress, lengths)
-    rows = _assemble(model, tokenizer, turns, specs, generated)
+        keys = [(ex.id, ordinal) for ex, ordinal, _, _ in turns]
+        capped = settings.model_copy(update={"max_new_tokens": max_new})
+        lengths = [min(len(c), max_new) for c in _currents(turns, tokenizer, budget + max_new, {})]
+        generated = _generate_transformers(model, tokenizer, prompts, specs, capped, progress, lengths, keys)
+    currents = _currents(turns, tokenizer, budget + max_new, stats)
+    rows = _assemble(model, tokenizer, turns, specs, generated, currents)
     meta = {
         "source": str(source),
         "seed": seed,
@@ -371,7 +466,28 @@ def generate_candidates(
     return rows
 
 
-def _assemble(model, tokenizer, turns, specs, generated: list[list[Generated]]) -> list[TurnCandidates]:
+def _capped(turns, budget: int, stats: dict[str, int]):
+    """Prompts longer than `budget` tokens keep their end (the latest turns and the generation prompt)."""
+    stats["truncated_prompts"] = sum(len(t[3]) > budget for t in turns)
+    return [(ex, ordinal, idx, ids[-budget:]) for ex, ordinal, idx, ids in turns]
+
+
+def _currents(turns, tokenizer, limit: int, stats: dict[str, int]) -> list[list[int]]:
+    """Each turn's current answer as scored: its tokens + end of turn, cut to fit after its prompt."""
+    out, cut = [], 0
+    for ex, _, idx, prompt in turns:
+        ids = tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]
+        ids = ids + [tokenizer.eos_token_id]
+        room = max(1, limit - len(prompt))
+        cut += len(ids) > room
+        out.append(ids[:room])
+    stats["truncated_answers"] = cut
+    return out
+
+
+def _assemble(
+    model, tokenizer, turns, specs, generated: list[list[Generated]], currents: list[list[int]]
+) -> list[TurnCandidates]:
     """Decode, merge identical candidates, mark the current answer; score what is not scored yet."""
     import torch
 
@@ -380,11 +496,6 @@ def _assemble(model, tokenizer, turns, specs, generated: list[list[Generated]]) 
     def text_of(ids: list[int]) -> str:
         return tokenizer.decode([t for t in ids if t not in end_ids], skip_special_tokens=True).strip()
 
-    currents = [
-        tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]
-        + [tokenizer.eos_token_id]
-        for ex, _, idx, _ in turns
-    ]
     scored: dict[tuple[int, tuple[int, ...]], float | None] = {}  # (turn, completion ids) -> mean logprob
     for n in range(len(turns)):
         scored[(n, tuple(currents[n]))] = None
