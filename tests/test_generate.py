@@ -215,5 +215,29 @@ def test_a_huge_answer_is_capped_not_hung_on(trained_round, tmp_path: Path) -> N
         stats=stats,
     )
     assert time.monotonic() - started < 60
-    assert stats == {"truncated_prompts": 1, "truncated_answers": 1}
+    assert (stats["truncated_prompts"], stats["truncated_answers"]) == (1, 1)
     assert len(rows) == 2 and rows[0].current_mean_logprob is not None
+
+
+def test_interrupted_generation_resumes_from_its_chunks(trained_round, candidates, tmp_path: Path) -> None:  # noqa: F811
+    _, rows = candidates
+    source, chunks, out = trained_round.model.round_dir, tmp_path / "chunks", tmp_path / "candidates.parquet"
+    stats: dict[str, int] = {}
+    kwargs = {"seed": 7, "progress": False, "chunks_dir": chunks, "chunk_turns": 4, "stats": stats}
+    first = generate_candidates(train_examples(), source, SETTINGS, out, **kwargs)
+    assert _texts(first) == _texts(
+        rows
+    )  # chunking changes the batches (float noise in scores), not the texts
+    names = sorted(p.name for p in chunks.iterdir())
+    assert names == [f"chunk-{n:05d}.parquet" for n in range(3)] and stats["chunks_written"] == 3
+    (chunks / names[-1]).unlink()
+    out.unlink()
+    again = generate_candidates(train_examples(), source, SETTINGS, out, **kwargs)
+    assert (stats["chunks_reused"], stats["chunks_written"]) == (2, 1)
+    assert again == first and load_candidates(out) == first
+    changed = generate_candidates(train_examples(), source, SETTINGS, out, **{**kwargs, "seed": 8})
+    assert (stats["chunks_reused"], stats["chunks_written"]) == (0, 3) and _texts(changed) != _texts(rows)
+
+
+def _texts(rows):
+    return [(r.example_id, r.turn, [(c.text, c.count) for c in r.candidates]) for r in rows]

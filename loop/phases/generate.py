@@ -44,6 +44,8 @@ class Summary:
     generate_runtime_s: float | None = None
     truncated_prompts: int = 0  # contexts cut (from the left) to fit the model's context / max_length
     truncated_answers: int = 0  # current answers scored on their first tokens only, for the same reason
+    chunks_written: int = 0
+    chunks_reused: int = 0  # chunks of an interrupted run with the same model, settings and turns
 
 
 def run(ctx: RoundContext) -> Summary:
@@ -61,6 +63,7 @@ def run(ctx: RoundContext) -> Summary:
         progress=ctx.progress,
         max_length=ctx.config.train.sft.get("max_length", DEFAULT_MAX_LENGTH),
         stats=stats,
+        chunks_dir=ctx.paths.candidate_chunks,
     )
     return Summary(
         turns=len(turns),
@@ -69,11 +72,16 @@ def run(ctx: RoundContext) -> Summary:
         generate_runtime_s=time.monotonic() - started,
         truncated_prompts=stats.get("truncated_prompts", 0),
         truncated_answers=stats.get("truncated_answers", 0),
+        chunks_written=stats.get("chunks_written", 0),
+        chunks_reused=stats.get("chunks_reused", 0),
     )
 
 
 Generated = tuple[list[int], float | None]
 """A completion's token ids and mean log-probability (None: not scored yet)."""
+
+CHUNK_TURNS = 256
+"""Turns per candidates chunk: a crash loses at most this much work."""
 
 DEFAULT_MAX_LENGTH = 1024
 """`SFTConfig.max_length` as the train phase sets it: sequences longer than this were never trained on."""
@@ -414,11 +422,17 @@ def generate_candidates(
     progress: bool = True,
     max_length: int | None = None,
     stats: dict[str, int] | None = None,
+    chunks_dir: str | Path | None = None,
+    chunk_turns: int = CHUNK_TURNS,
 ) -> list[TurnCandidates]:
     """Generate, merge, score and write the candidates of every assistant turn to `out_path` (parquet).
 
     `source` is a round directory (or its `RoundModel`), or a plain model folder / Hub id. Prompts and
-    scored answers are capped by the model's context and `max_length` (counts into `stats`)."""
+    scored answers are capped by the model's context and `max_length` (counts into `stats`).
+
+    With `chunks_dir`, every `chunk_turns` turns are written there as `chunk-NNNNN.parquet` (atomically)
+    as soon as they are done, each keyed by a hash of the model, seed, settings and its turns' text; a
+    re-run reuses the chunks whose key matches and regenerates the rest, then writes `out_path`."""
     stats = {} if stats is None else stats
     source = getattr(source, "round_dir", source)
     specs = candidate_specs(settings, seed)
@@ -443,19 +457,39 @@ def generate_candidates(
         prompts = [t[3] for t in turns]
         keys = [(ex.id, ordinal) for ex, ordinal, _, _ in turns]
         capped = settings.model_copy(update={"max_new_tokens": max_new})
-        generated = _generate_vllm(str(merged), prompts, specs, capped, keys)
+        generated = _generate_vllm(str(merged), prompts, specs, capped, keys)  # not chunked
         model, tokenizer = load_generation_model(source, model_settings)  # for scoring, after vLLM is gone
+        currents = _currents(turns, tokenizer, budget + max_new, stats)
+        rows = _assemble(model, tokenizer, turns, specs, generated, currents)
     else:
         model, tokenizer = load_generation_model(source, model_settings)
         budget, max_new = generation_limits(model, settings, max_length)
         turns = _capped(_prompts(examples, tokenizer), budget, stats)
-        prompts = [t[3] for t in turns]
-        keys = [(ex.id, ordinal) for ex, ordinal, _, _ in turns]
+        currents = _currents(turns, tokenizer, budget + max_new, stats)
         capped = settings.model_copy(update={"max_new_tokens": max_new})
-        lengths = [min(len(c), max_new) for c in _currents(turns, tokenizer, budget + max_new, {})]
-        generated = _generate_transformers(model, tokenizer, prompts, specs, capped, progress, lengths, keys)
-    currents = _currents(turns, tokenizer, budget + max_new, stats)
-    rows = _assemble(model, tokenizer, turns, specs, generated, currents)
+        base_key = [_fingerprint(source), seed, capped.model_dump(mode="json"), [asdict(s) for s in specs]]
+        step = chunk_turns if chunks_dir is not None else max(1, len(turns))
+        stats["chunks_written"] = stats["chunks_reused"] = 0
+        rows = []
+        for n, start in enumerate(range(0, len(turns), step)):
+            part, part_currents = turns[start : start + step], currents[start : start + step]
+            key = _chunk_key(base_key, part)
+            path = Path(chunks_dir) / f"chunk-{n:05d}.parquet" if chunks_dir is not None else None
+            if path is not None and _chunk_matches(path, key):
+                rows += load_candidates(path)
+                stats["chunks_reused"] += 1
+                continue
+            prompts = [t[3] for t in part]
+            keys = [(ex.id, ordinal) for ex, ordinal, _, _ in part]
+            lengths = [min(len(c), max_new) for c in part_currents]
+            generated = _generate_transformers(
+                model, tokenizer, prompts, specs, capped, progress, lengths, keys
+            )
+            done = _assemble(model, tokenizer, part, specs, generated, part_currents)
+            if path is not None:
+                write_candidates(done, path, {"chunk_key": key})
+                stats["chunks_written"] += 1
+            rows += done
     meta = {
         "source": str(source),
         "seed": seed,
@@ -464,6 +498,40 @@ def generate_candidates(
     }
     write_candidates(rows, out_path, meta)
     return rows
+
+
+def _fingerprint(source: str | Path) -> str:
+    """What identifies the model: a round's train_config + metrics (a retrain rewrites them), the
+    files' sizes and times of a plain folder, or the Hub id."""
+    path = Path(source)
+    if (path / "train_config.json").is_file():
+        parts = [
+            (path / n).read_bytes() for n in ("train_config.json", "metrics.json") if (path / n).is_file()
+        ]
+        return hashlib.sha256(b"\0".join(parts)).hexdigest()
+    if path.is_dir():
+        files = sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
+        )
+        return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+    return str(source)
+
+
+def _chunk_key(base_key: list, turns) -> str:
+    content = [base_key, [(ex.id, ordinal, ex.messages[: idx + 1]) for ex, ordinal, idx, _ in turns]]
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _chunk_matches(path: Path, key: str) -> bool:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return False
+    try:
+        meta = json.loads(pq.read_schema(path).metadata[b"pickloop"])
+    except Exception:  # unreadable or foreign: regenerate it
+        return False
+    return meta.get("chunk_key") == key
 
 
 def _capped(turns, budget: int, stats: dict[str, int]):
