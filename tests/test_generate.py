@@ -34,6 +34,7 @@ def test_candidate_specs() -> None:
     assert [s.seed for s in explicit] == [None, 5, 5]
 
 
+@pytest.mark.train  # uses the trained round
 def test_k_candidates_per_assistant_turn_with_dedup(candidates) -> None:
     _, rows = candidates
     examples = train_examples()
@@ -57,6 +58,7 @@ def test_k_candidates_per_assistant_turn_with_dedup(candidates) -> None:
     assert current >= len(rows) * 0.6
 
 
+@pytest.mark.train  # uses the trained round
 def test_greedy_candidate_scored_like_current_answer(candidates) -> None:
     _, rows = candidates
     pairs = [
@@ -67,6 +69,7 @@ def test_greedy_candidate_scored_like_current_answer(candidates) -> None:
         assert greedy == pytest.approx(current, abs=1e-4)
 
 
+@pytest.mark.train  # uses the trained round
 def test_artifact_round_trip(candidates) -> None:
     import pyarrow.parquet as pq
 
@@ -77,6 +80,7 @@ def test_artifact_round_trip(candidates) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["candidates.parquet"]  # no temp files left
 
 
+@pytest.mark.train  # uses the trained round
 def test_same_seed_same_candidates(trained_round, candidates, tmp_path: Path) -> None:  # noqa: F811
     _, rows = candidates
     again = generate_candidates(
@@ -101,6 +105,7 @@ def test_same_seed_same_candidates(trained_round, candidates, tmp_path: Path) ->
     assert seeds == {None, 9, 10, 11}
 
 
+@pytest.mark.train  # uses the trained round
 def test_vllm_backend_needs_vllm(trained_round, tmp_path: Path) -> None:  # noqa: F811
     settings = SETTINGS.model_copy(update={"backend": "vllm"})
     with pytest.raises(ConfigError, match="vllm is not installed") as info:
@@ -129,6 +134,7 @@ def test_draw_samples_the_transformers_nucleus(temperature: float, top_p: float,
     assert torch.equal(tokens, again)
 
 
+@pytest.mark.train  # uses the trained round
 def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F811
     import torch
 
@@ -162,6 +168,7 @@ def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F
     assert [lp for _, lp in ours] == pytest.approx(scored, abs=1e-4)
 
 
+@pytest.mark.train  # uses the trained round
 def test_a_candidate_is_reproducible_alone_from_its_record(trained_round, candidates) -> None:  # noqa: F811
     from loop.models import load_generation_model
     from loop.phases.generate import regenerate
@@ -190,6 +197,7 @@ def test_uniform_is_uniform_and_batch_independent() -> None:
     assert torch.equal(_uniform(seeds[5:6], 3), u[5:6]) and not torch.equal(_uniform(seeds, 4), u)
 
 
+@pytest.mark.train  # uses the trained round
 def test_a_huge_answer_is_capped_not_hung_on(trained_round, tmp_path: Path) -> None:  # noqa: F811
     import time
 
@@ -219,6 +227,7 @@ def test_a_huge_answer_is_capped_not_hung_on(trained_round, tmp_path: Path) -> N
     assert len(rows) == 2 and rows[0].current_mean_logprob is not None
 
 
+@pytest.mark.train  # uses the trained round
 def test_interrupted_generation_resumes_from_its_chunks(trained_round, candidates, tmp_path: Path) -> None:  # noqa: F811
     _, rows = candidates
     source, chunks, out = trained_round.model.round_dir, tmp_path / "chunks", tmp_path / "candidates.parquet"

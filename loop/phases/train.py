@@ -62,6 +62,8 @@ class Summary:
     train_runtime_s: float | None = None  # inside trainer.train()
     train_call_s: float | None = None  # the whole TRL/PEFT step: load, train, save
     processes: int = 1  # WORLD_SIZE of the launch that trained the round
+    windowed_turns: int = 0  # assistant turns trained in a window of a conversation longer than max_length
+    truncated_turns: int = 0  # single turns longer than max_length, trained on their beginning
 
 
 def run(ctx: RoundContext) -> Summary:
@@ -88,6 +90,8 @@ def run(ctx: RoundContext) -> Summary:
         train_runtime_s=result.runtime_s,
         train_call_s=time.monotonic() - started,
         processes=world_size(),
+        windowed_turns=result.windowed_turns,
+        truncated_turns=result.truncated_turns,
     )
 
 
@@ -110,6 +114,8 @@ class TrainResult:
     first_loss: float
     final_loss: float
     runtime_s: float
+    windowed_turns: int = 0
+    truncated_turns: int = 0
 
 
 def _sft_defaults() -> dict[str, Any]:
@@ -185,11 +191,110 @@ def make_trainer(
         model = PeftModel.from_pretrained(model, str(previous.adapter_dir), is_trainable=True)
     else:
         peft_config = build_lora_config(train_settings)
-    dataset = to_dataset(examples).select_columns(["messages"])
+    windows = None
+    template_path = args.chat_template_path
+    if (
+        args.assistant_only_loss
+        and args.max_length
+        and (template_path is None or template_path.endswith(".jinja"))
+    ):
+        if template_path is not None:
+            tokenizer.chat_template = Path(template_path).read_text(encoding="utf-8")
+        windows = window_examples(examples, tokenizer, args.max_length)
+        from datasets import Dataset
+
+        dataset = Dataset.from_list(windows.rows)
+        # the loss mask travels in `assistant_masks` (TRL applies it to pre-tokenized rows) and TRL
+        # refuses the flag on them; train_config.json still records assistant_only_loss: true
+        args.assistant_only_loss = False
+    else:  # TRL tokenizes (and truncates: later turns of a long conversation are lost)
+        dataset = to_dataset(examples).select_columns(["messages"])
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    trainer.pickloop_windows = windows
     return trainer, base
+
+
+@dataclass(frozen=True)
+class Windows:
+    """Tokenized training rows (`input_ids`, `assistant_masks`) with every assistant turn in one row."""
+
+    rows: list[dict[str, list[int]]]
+    windowed_turns: int = 0  # trained in a window of a conversation longer than max_length
+    truncated_turns: int = 0  # a single turn (with its question) longer than max_length: its end is cut
+
+
+def _render(tokenizer, messages) -> tuple[list[int], list[int]]:
+    out = tokenizer.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
+    return list(out["input_ids"]), list(out["assistant_masks"])
+
+
+def _window(tokenizer, messages, start: int, end: int, done: int, system: bool):
+    """Tokens of messages[start..end] (after the system message when `system`), with the loss only on
+    the assistant turns after index `done` (earlier ones are context, trained in their own window)."""
+    picked = list(range(start, end + 1))
+    if system and start > 0:
+        picked = [0, *picked]
+    ids, mask = _render(tokenizer, [messages[i] for i in picked])
+    assistants = [i for i in picked if messages[i]["role"] == "assistant"]
+    run, previous = -1, 0
+    for pos, bit in enumerate(mask):
+        if bit and not previous:
+            run += 1
+        if bit and run < len(assistants) and assistants[run] <= done:
+            mask[pos] = 0
+        previous = bit
+    return ids, mask
+
+
+def window_examples(examples: Sequence[Example], tokenizer, max_length: int) -> Windows:
+    """One row per conversation that fits in `max_length` tokens; a longer one is split into windows,
+    each training the next assistant turns that fit with as much preceding context as fits (earliest
+    turns dropped first, the system message kept when it fits)."""
+    rows, windowed, truncated = [], 0, 0
+    for ex in examples:
+        msgs = ex.messages
+        ids, mask = _render(tokenizer, msgs)
+        if len(ids) <= max_length:
+            rows.append({"input_ids": ids, "assistant_masks": mask})
+            continue
+        system = msgs[0]["role"] == "system"
+        done = -1
+        for _ in range(len(msgs)):
+            remaining = [t for t in ex.assistant_turns() if t > done]
+            if not remaining:
+                break
+            start = done + 1
+            best = None
+            for end in remaining:  # the most turns that fit with their own questions
+                for with_system in (True, False) if system else (False,):
+                    ids, mask = _window(tokenizer, msgs, start, end, done, with_system)
+                    if len(ids) <= max_length:
+                        break
+                if len(ids) > max_length:
+                    break
+                best = (end, with_system, ids, mask)
+            if best is None:  # one turn alone is too long: train its beginning
+                ids, mask = _window(tokenizer, msgs, start, remaining[0], done, False)
+                rows.append({"input_ids": ids[:max_length], "assistant_masks": mask[:max_length]})
+                truncated += 1
+                done = remaining[0]
+                continue
+            end, with_system, ids, mask = best
+            for earlier in range(start - 1, -1, -1):  # more context while it fits, from user turns
+                if msgs[earlier]["role"] != "user":
+                    continue
+                more = _window(tokenizer, msgs, earlier, end, done, with_system)
+                if len(more[0]) > max_length:
+                    break
+                ids, mask = more
+            rows.append({"input_ids": ids, "assistant_masks": mask})
+            windowed += sum(1 for t in remaining if t <= end)
+            done = end
+    return Windows(rows, windowed, truncated)
 
 
 def train_round(
@@ -215,6 +320,7 @@ def train_round(
     trainer, base = make_trainer(
         examples, model_settings, train_settings, work / "checkpoints", previous=previous, seed=seed
     )
+    windows = trainer.pickloop_windows
     start = time.perf_counter()
     trainer.train()
     runtime = time.perf_counter() - start
@@ -245,7 +351,10 @@ def train_round(
             "previous_round": str(previous.round_dir) if previous else None,
             "seed": seed,
             "model": model_settings.model_dump(mode="json"),
-            "sft": json.loads(trainer.args.to_json_string()),
+            "sft": {
+                **json.loads(trainer.args.to_json_string()),
+                "assistant_only_loss": trainer.args.assistant_only_loss or windows is not None,
+            },
             "lora": _lora_dict(trainer.model),
             "merged": save_merged,
             "versions": _versions(),
@@ -260,6 +369,8 @@ def train_round(
         first_loss=losses[0]["loss"] if losses else nan,
         final_loss=losses[-1]["loss"] if losses else nan,
         runtime_s=runtime,
+        windowed_turns=windows.windowed_turns if windows else 0,
+        truncated_turns=windows.truncated_turns if windows else 0,
     )
 
 
