@@ -1,5 +1,6 @@
 """Candidate generation: naive loop vs pickloop's batched, merged path, in one run on the same data.
 
+Both run on the same device and dtype (`loop.models`: the GPU in bf16 when there is one, else CPU fp32).
 Naive: one `generate` call per question per candidate, through the unmerged PEFT adapter.
 pickloop: `loop.phases.generate.generate_candidates` (batched, left padding, merged model, inference mode),
 including its scoring, dedup and parquet writing. Target: >= 10x questions/s.
@@ -47,15 +48,18 @@ def naive(examples, round_model, settings, seed: int) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from loop.config import ModelSettings
+    from loop.models import device, resolve_dtype
     from loop.phases.generate import candidate_specs
 
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(round_model.adapter_dir)
-    base = AutoModelForCausalLM.from_pretrained(round_model.base_model, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, str(round_model.adapter_dir)).eval()
+    dtype = resolve_dtype(ModelSettings(name_or_path=round_model.base_model))  # as pickloop loads it
+    base = AutoModelForCausalLM.from_pretrained(round_model.base_model, dtype=dtype)
+    model = PeftModel.from_pretrained(base, str(round_model.adapter_dir)).to(device()).eval()
     for ex in examples:
         prompt = tok.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True)
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         for spec in candidate_specs(settings, seed):
             sample = spec.kind == "sample"
             if sample:
