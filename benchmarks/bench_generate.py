@@ -1,7 +1,8 @@
 """Candidate generation: naive loop vs pickloop's batched, merged path, in one run on the same data.
 
+Both run on the same device and dtype (`loop.models`: the GPU in bf16 when there is one, else CPU fp32).
 Naive: one `generate` call per question per candidate, through the unmerged PEFT adapter.
-pickloop: `loop.generate.generate_candidates` (batched, left padding, merged model, inference mode),
+pickloop: `loop.phases.generate.generate_candidates` (batched, left padding, merged model, inference mode),
 including its scoring, dedup and parquet writing. Target: >= 10x questions/s.
 
     python benchmarks/bench_generate.py                     # tiny model (hidden 128, 4 layers), FAQ data
@@ -15,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-FAQ = Path(__file__).resolve().parents[1] / "loop" / "data" / "python_faq.jsonl"
+FAQ = Path(__file__).resolve().parents[1] / "loop" / "demo" / "python_faq.jsonl"
 SFT = {"num_train_epochs": 20, "learning_rate": 3e-3, "per_device_train_batch_size": 8, "max_length": 256}
 LORA = {"r": 32, "lora_alpha": 32, "modules_to_save": ["lm_head", "embed_tokens"]}
 
@@ -25,7 +26,7 @@ def trained_round(work: Path, epochs: int, seed: int = 0):
     from loop.config import ModelSettings, TrainSettings
     from loop.data import Example, load_examples
     from loop.demo.tiny_model import TinyModelSpec, build_tiny_model
-    from loop.train import train_round
+    from loop.phases.train import train_round
 
     examples = [
         Example(e.id, [e.messages[0], {**e.messages[1], "content": e.messages[1]["content"][:300].strip()}])
@@ -47,15 +48,18 @@ def naive(examples, round_model, settings, seed: int) -> float:
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loop.generate import candidate_specs
+    from loop.config import ModelSettings
+    from loop.models import device, resolve_dtype
+    from loop.phases.generate import candidate_specs
 
     start = time.perf_counter()
     tok = AutoTokenizer.from_pretrained(round_model.adapter_dir)
-    base = AutoModelForCausalLM.from_pretrained(round_model.base_model, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, str(round_model.adapter_dir)).eval()
+    dtype = resolve_dtype(ModelSettings(name_or_path=round_model.base_model))  # as pickloop loads it
+    base = AutoModelForCausalLM.from_pretrained(round_model.base_model, dtype=dtype)
+    model = PeftModel.from_pretrained(base, str(round_model.adapter_dir)).to(device()).eval()
     for ex in examples:
         prompt = tok.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True)
-        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
         for spec in candidate_specs(settings, seed):
             sample = spec.kind == "sample"
             if sample:
@@ -73,7 +77,7 @@ def naive(examples, round_model, settings, seed: int) -> float:
 
 
 def pickloop(examples, round_model, settings, seed: int, out: Path) -> float:
-    from loop.generate import generate_candidates
+    from loop.phases.generate import generate_candidates
 
     start = time.perf_counter()
     generate_candidates(examples, round_model.round_dir, settings, out, seed=seed, progress=False)

@@ -20,17 +20,19 @@ from bench_generate import FAQ, LORA, SFT
 
 def bare_trl(examples, base: Path, out: Path, sft: dict, seed: int) -> float:
     """What a user would write with TRL directly: same config objects, same dataset, same save."""
-    import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from loop.config import ModelSettings
     from loop.data import to_dataset
-    from loop.train import LORA_DEFAULTS, _sft_defaults
+    from loop.models import resolve_dtype
+    from loop.phases.train import LORA_DEFAULTS, _sft_defaults
 
     start = time.perf_counter()
-    args = SFTConfig(output_dir=str(out), seed=seed, data_seed=seed, **{**_sft_defaults(False), **sft})
-    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    args = SFTConfig(output_dir=str(out), seed=seed, data_seed=seed, **{**_sft_defaults(), **sft})
+    dtype = resolve_dtype(ModelSettings(name_or_path=str(base)))  # same device/dtype as pickloop's step
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=dtype)
     trainer = SFTTrainer(
         model=model,
         args=args,
@@ -45,7 +47,7 @@ def bare_trl(examples, base: Path, out: Path, sft: dict, seed: int) -> float:
 
 def pickloop(examples, base: Path, round_dir: Path, sft: dict, seed: int) -> float:
     from loop.config import ModelSettings, TrainSettings
-    from loop.train import train_round
+    from loop.phases.train import train_round
 
     start = time.perf_counter()
     train_round(

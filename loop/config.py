@@ -450,6 +450,9 @@ def _show(value: Any) -> str:
 
 # --------------------------------------------------------------------------- TRL / PEFT pass-through
 
+MANAGED_SFT_KEYS = {"output_dir": "pickloop trains in the round directory"}
+"""`SFTConfig` fields pickloop sets itself."""
+
 _PASSTHROUGH = {
     "sft": ("trl", "SFTConfig", "https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig"),
     "lora": ("peft", "LoraConfig", "https://huggingface.co/docs/peft/package_reference/lora"),
@@ -496,7 +499,7 @@ def check_passthrough(value: dict[str, Any], section: str) -> dict[str, Any]:
     _, class_name, reference = _PASSTHROUGH[section]
     managed: dict[str, str] = {}
     if section == "sft":
-        from loop.train import MANAGED_SFT_KEYS as managed  # the keys pickloop sets itself
+        managed = MANAGED_SFT_KEYS
     out = dict(value)
     for key, item in value.items():
         if key in managed:

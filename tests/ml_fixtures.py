@@ -16,7 +16,7 @@ import pytest
 from loop.config import ModelSettings, TrainSettings
 from loop.data import Example, load_examples
 
-FAQ = Path(__file__).resolve().parents[1] / "loop" / "data" / "python_faq.jsonl"
+FAQ = Path(__file__).resolve().parents[1] / "loop" / "demo" / "python_faq.jsonl"
 _CACHE: dict[str, Any] = {}
 
 # Settings that make the 32-hidden, 2-layer model memorise ~10 short conversations in about a second.
@@ -100,7 +100,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def trained_round(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     """Round 1 trained to convergence on `train_examples()`; a `TrainResult`."""
     if "round1" not in _CACHE:
-        from loop.train import train_round
+        from loop.phases.train import train_round
 
         _limit_threads()
         round_dir = tmp_path_factory.mktemp("run") / "round-1"
@@ -114,7 +114,7 @@ def greedy_answers(source: Path, examples: list[Example]) -> list[str]:
     """Greedy answer to each example's first question (plain `generate`, independent of loop.generate)."""
     import torch
 
-    from loop.generate import load_generation_model
+    from loop.models import load_generation_model
 
     model, tokenizer = load_generation_model(source)
     prompts = [

@@ -8,7 +8,7 @@ from ml_fixtures import tiny_model, train_examples, trained_round  # noqa: F401
 
 from loop.config import GenerateSettings
 from loop.errors import ConfigError
-from loop.generate import SampleSpec, candidate_specs, generate_candidates, load_candidates
+from loop.phases.generate import SampleSpec, candidate_specs, generate_candidates, load_candidates
 
 SETTINGS = GenerateSettings(k=4, temperatures=[0.7, 1.5], top_p=0.95, max_new_tokens=40, batch_size=4)
 
@@ -34,6 +34,7 @@ def test_candidate_specs() -> None:
     assert [s.seed for s in explicit] == [None, 5, 5]
 
 
+@pytest.mark.train  # uses the trained round
 def test_k_candidates_per_assistant_turn_with_dedup(candidates) -> None:
     _, rows = candidates
     examples = train_examples()
@@ -57,6 +58,7 @@ def test_k_candidates_per_assistant_turn_with_dedup(candidates) -> None:
     assert current >= len(rows) * 0.6
 
 
+@pytest.mark.train  # uses the trained round
 def test_greedy_candidate_scored_like_current_answer(candidates) -> None:
     _, rows = candidates
     pairs = [
@@ -67,6 +69,7 @@ def test_greedy_candidate_scored_like_current_answer(candidates) -> None:
         assert greedy == pytest.approx(current, abs=1e-4)
 
 
+@pytest.mark.train  # uses the trained round
 def test_artifact_round_trip(candidates) -> None:
     import pyarrow.parquet as pq
 
@@ -77,6 +80,7 @@ def test_artifact_round_trip(candidates) -> None:
     assert sorted(p.name for p in path.parent.iterdir()) == ["candidates.parquet"]  # no temp files left
 
 
+@pytest.mark.train  # uses the trained round
 def test_same_seed_same_candidates(trained_round, candidates, tmp_path: Path) -> None:  # noqa: F811
     _, rows = candidates
     again = generate_candidates(
@@ -101,6 +105,7 @@ def test_same_seed_same_candidates(trained_round, candidates, tmp_path: Path) ->
     assert seeds == {None, 9, 10, 11}
 
 
+@pytest.mark.train  # uses the trained round
 def test_vllm_backend_needs_vllm(trained_round, tmp_path: Path) -> None:  # noqa: F811
     settings = SETTINGS.model_copy(update={"backend": "vllm"})
     with pytest.raises(ConfigError, match="vllm is not installed") as info:
@@ -114,24 +119,27 @@ def test_draw_samples_the_transformers_nucleus(temperature: float, top_p: float,
     import torch
     from transformers import TemperatureLogitsWarper, TopPLogitsWarper
 
-    from loop.generate import _draw
+    from loop.phases.generate import _draw
 
     torch.manual_seed(0)
     logits = (torch.randn(1, 200) * 2).repeat(4000, 1)
     nucleus = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[:1].clone()))
     expected = nucleus.softmax(-1)[0]
-    tokens = _draw(logits, temperature, top_p, torch.Generator().manual_seed(1), k)
+    u = torch.rand(len(logits), generator=torch.Generator().manual_seed(1))
+    tokens = _draw(logits, temperature, top_p, u, k)
     seen = torch.bincount(tokens, minlength=200) / len(tokens)
     assert set(tokens.tolist()) <= set(expected.nonzero().flatten().tolist())
     assert (seen - expected).abs().max() < 0.03
-    again = _draw(logits, temperature, top_p, torch.Generator().manual_seed(1), k)
+    again = _draw(logits, temperature, top_p, u.clone(), k)
     assert torch.equal(tokens, again)
 
 
+@pytest.mark.train  # uses the trained round
 def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F811
     import torch
 
-    from loop.generate import _decode, _end_ids, load_generation_model, score
+    from loop.models import load_generation_model
+    from loop.phases.generate import _decode, _end_ids, score
 
     model, tok = load_generation_model(trained_round.model.round_dir)
     end_ids = _end_ids(model, tok)
@@ -139,7 +147,15 @@ def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F
         tok(tok.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True))["input_ids"]
         for ex in train_examples()
     ]
-    ours = _decode(model, prompts, [SampleSpec("greedy")] * len(prompts), None, 24, end_ids, tok.pad_token_id)
+    ours = _decode(
+        model,
+        prompts,
+        [SampleSpec("greedy")] * len(prompts),
+        [0] * len(prompts),
+        24,
+        end_ids,
+        tok.pad_token_id,
+    )
     batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
     with torch.inference_mode():
         out = model.generate(**batch, do_sample=False, max_new_tokens=24, eos_token_id=end_ids)
@@ -150,3 +166,87 @@ def test_decode_matches_transformers_generate(trained_round) -> None:  # noqa: F
     with torch.inference_mode():  # the log-probs kept while decoding equal a separate scoring pass
         scored = score(model, prompts, [tokens for tokens, _ in ours])
     assert [lp for _, lp in ours] == pytest.approx(scored, abs=1e-4)
+
+
+@pytest.mark.train  # uses the trained round
+def test_a_candidate_is_reproducible_alone_from_its_record(trained_round, candidates) -> None:  # noqa: F811
+    from loop.models import load_generation_model
+    from loop.phases.generate import regenerate
+
+    _, rows = candidates
+    model, tok = load_generation_model(trained_round.model.round_dir)
+    checked = 0
+    for r in rows[::3]:
+        for c in r.candidates:
+            spec = c.settings[0]
+            if spec.kind == "sample":
+                text = regenerate(model, tok, r.context, spec, r.example_id, r.turn, SETTINGS.max_new_tokens)
+                assert text == c.text
+                checked += 1
+    assert checked >= 3
+
+
+def test_uniform_is_uniform_and_batch_independent() -> None:
+    import torch
+
+    from loop.phases.generate import _uniform
+
+    seeds = torch.arange(20000, dtype=torch.int64) * 7919
+    u = _uniform(seeds, 3)
+    assert u.min() >= 0 and u.max() < 1 and abs(u.mean().item() - 0.5) < 0.01
+    assert torch.equal(_uniform(seeds[5:6], 3), u[5:6]) and not torch.equal(_uniform(seeds, 4), u)
+
+
+@pytest.mark.train  # uses the trained round
+def test_a_huge_answer_is_capped_not_hung_on(trained_round, tmp_path: Path) -> None:  # noqa: F811
+    import time
+
+    from loop.data import Example
+    from loop.phases.generate import generate_candidates
+
+    huge = "x = 1; " * 150_000  # ~1 MB
+    examples = [
+        Example("huge", [{"role": "user", "content": "What?"}, {"role": "assistant", "content": huge}])
+    ]
+    examples.append(
+        Example("ctx", [{"role": "user", "content": huge}, {"role": "assistant", "content": "ok"}])
+    )
+    stats: dict[str, int] = {}
+    started = time.monotonic()
+    rows = generate_candidates(
+        examples,
+        trained_round.model.round_dir,
+        SETTINGS,
+        tmp_path / "c.parquet",
+        progress=False,
+        max_length=128,
+        stats=stats,
+    )
+    assert time.monotonic() - started < 60
+    assert (stats["truncated_prompts"], stats["truncated_answers"]) == (1, 1)
+    assert len(rows) == 2 and rows[0].current_mean_logprob is not None
+
+
+@pytest.mark.train  # uses the trained round
+def test_interrupted_generation_resumes_from_its_chunks(trained_round, candidates, tmp_path: Path) -> None:  # noqa: F811
+    _, rows = candidates
+    source, chunks, out = trained_round.model.round_dir, tmp_path / "chunks", tmp_path / "candidates.parquet"
+    stats: dict[str, int] = {}
+    kwargs = {"seed": 7, "progress": False, "chunks_dir": chunks, "chunk_turns": 4, "stats": stats}
+    first = generate_candidates(train_examples(), source, SETTINGS, out, **kwargs)
+    assert _texts(first) == _texts(
+        rows
+    )  # chunking changes the batches (float noise in scores), not the texts
+    names = sorted(p.name for p in chunks.iterdir())
+    assert names == [f"chunk-{n:05d}.parquet" for n in range(3)] and stats["chunks_written"] == 3
+    (chunks / names[-1]).unlink()
+    out.unlink()
+    again = generate_candidates(train_examples(), source, SETTINGS, out, **kwargs)
+    assert (stats["chunks_reused"], stats["chunks_written"]) == (2, 1)
+    assert again == first and load_candidates(out) == first
+    changed = generate_candidates(train_examples(), source, SETTINGS, out, **{**kwargs, "seed": 8})
+    assert (stats["chunks_reused"], stats["chunks_written"]) == (0, 3) and _texts(changed) != _texts(rows)
+
+
+def _texts(rows):
+    return [(r.example_id, r.turn, [(c.text, c.count) for c in r.candidates]) for r in rows]

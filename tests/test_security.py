@@ -71,7 +71,7 @@ def server_routes(home: Path) -> set[tuple[str, str]]:
     code = (
         "import json\n"
         "from argilla_setup import patches\n"
-        "import argilla_setup.search_engine\n"
+        "import argilla_setup.search.engine\n"
         "patches.apply(server=True)\n"
         "from argilla_server.api.routes import api_v1\n"
         "print(json.dumps([[m, '/api/v1' + r.path] for r in api_v1.routes for m in getattr(r, 'methods', ())]))\n"

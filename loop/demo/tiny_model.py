@@ -18,19 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loop.fsutil import atomic_path
+from loop.models import CHATML_TEMPLATE
 
 PAD, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
-
-CHATML_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' }}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}{{- '\\n' }}"
-    "{%- else %}{{- message['content'] + '<|im_end|>' + '\\n' }}{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-"""ChatML with generation markers; renders exactly like the plain ChatML template of Qwen models."""
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,39 @@
-"""Phase `generate`: the tuned model answers its own training questions, K candidates per turn."""
+"""Step 2 of a round (self-predict): the tuned model answers its own training questions.
+
+For every assistant turn of every conversation, K candidates: one greedy (sampled-only candidates rarely
+contain the right answer) and K-1 sampled at the configured temperatures/top_p/seeds. The context is
+the conversation so far, with the dataset's current answers for earlier turns. Questions are batched
+with left padding through the merged model under `torch.inference_mode`, decoded by a small KV-cache
+loop that drops rows from the batch as they finish and samples top-p from a partial sort (much faster
+than one `generate` per question per candidate on an unmerged adapter: benchmarks/bench_generate.py).
+
+Identical candidates are merged (their settings are all kept, with a count), a candidate equal to the
+current answer is marked `is_current`, and each one carries the mean log-probability of its tokens
+under the model (temperature 1, no top_p; the current answer is scored the same way). The artifact is
+one parquet file, one row per (example, assistant turn), written atomically; `load_candidates` reads
+it back as dataclasses for the push step. Same seed and settings give the same candidates.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from loop.config import GenerateSettings, ModelSettings
 from loop.context import RoundContext
+from loop.data import Example
+from loop.errors import ConfigError
+from loop.fsutil import atomic_path
+from loop.models import context_length, load_generation_model
+
+if TYPE_CHECKING:
+    from loop.models import RoundModel
 
 
 @dataclass(frozen=True)
@@ -14,14 +42,17 @@ class Summary:
     candidates: int
     same_as_current: int  # turns where a candidate equals the dataset's current answer
     generate_runtime_s: float | None = None
+    truncated_prompts: int = 0  # contexts cut (from the left) to fit the model's context / max_length
+    truncated_answers: int = 0  # current answers scored on their first tokens only, for the same reason
+    chunks_written: int = 0
+    chunks_reused: int = 0  # chunks of an interrupted run with the same model, settings and turns
 
 
 def run(ctx: RoundContext) -> Summary:
-    from loop.generate import generate_candidates
-
     examples = ctx.examples()
     ctx.limit_cpu_threads()
     started = time.monotonic()
+    stats: dict[str, int] = {}
     turns = generate_candidates(
         examples,
         ctx.paths.model,
@@ -30,10 +61,599 @@ def run(ctx: RoundContext) -> Summary:
         seed=ctx.seed,
         model_settings=ctx.config.model,
         progress=ctx.progress,
+        max_length=ctx.config.train.sft.get("max_length", DEFAULT_MAX_LENGTH),
+        stats=stats,
+        chunks_dir=ctx.paths.candidate_chunks,
     )
     return Summary(
         turns=len(turns),
         candidates=sum(len(t.candidates) for t in turns),
         same_as_current=sum(any(c.is_current for c in t.candidates) for t in turns),
         generate_runtime_s=time.monotonic() - started,
+        truncated_prompts=stats.get("truncated_prompts", 0),
+        truncated_answers=stats.get("truncated_answers", 0),
+        chunks_written=stats.get("chunks_written", 0),
+        chunks_reused=stats.get("chunks_reused", 0),
+    )
+
+
+Generated = tuple[list[int], float | None]
+"""A completion's token ids and mean log-probability (None: not scored yet)."""
+
+CHUNK_TURNS = 256
+"""Turns per candidates chunk: a crash loses at most this much work."""
+
+DEFAULT_MAX_LENGTH = 1024
+"""`SFTConfig.max_length` as the train phase sets it: sequences longer than this were never trained on."""
+
+SCORE_BUDGET = 2**26
+"""Logit elements (batch x length x vocab) per scoring forward pass; bounds memory on big vocabularies."""
+
+
+@dataclass(frozen=True)
+class SampleSpec:
+    """How one candidate was generated."""
+
+    kind: str  # "greedy" | "sample"
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    count: int
+    mean_logprob: float | None
+    is_current: bool
+    settings: list[SampleSpec] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TurnCandidates:
+    """One assistant turn to label: its context, the dataset's answer and the model's candidates."""
+
+    example_id: str
+    turn: int  # 0-based ordinal among the conversation's assistant turns
+    message_index: int
+    context: list[dict[str, str]]
+    current_answer: str
+    current_mean_logprob: float | None
+    candidates: list[Candidate]
+    n_empty: int = 0  # candidates dropped because the model stopped at once
+
+
+def candidate_specs(settings: GenerateSettings, seed: int) -> list[SampleSpec]:
+    """Greedy first, then K-1 sampled ones cycling over temperatures; seeds from settings or `seed+i`."""
+    seeds = list(settings.seeds) if settings.seeds else [seed + i for i in range(1, settings.k)]
+    temps = settings.temperatures
+    return [SampleSpec("greedy")] + [
+        SampleSpec("sample", temps[(i - 1) % len(temps)], settings.top_p, seeds[(i - 1) % len(seeds)])
+        for i in range(1, settings.k)
+    ]
+
+
+def candidate_seed(spec: SampleSpec, example_id: str, turn: int) -> int:
+    """The seed of one sampled candidate's draws: fixed by its recorded settings, example and turn, so a
+    candidate is reproducible alone (`regenerate`), whatever batch it was decoded in."""
+    key = [spec.seed, spec.temperature, spec.top_p, example_id, turn]
+    digest = hashlib.sha256(json.dumps(key).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+def generation_limits(model, settings: GenerateSettings, max_length: int | None) -> tuple[int, int]:
+    """(longest prompt, most new tokens): prompt + candidate fit the model's context and `max_length`."""
+    limits = [n for n in (context_length(model), max_length) if n]
+    limit = min(limits) if limits else 2**31
+    prompt_budget = max(limit - settings.max_new_tokens, limit // 2)
+    return prompt_budget, min(settings.max_new_tokens, limit - prompt_budget)
+
+
+def regenerate(
+    model,
+    tokenizer,
+    context: list[dict[str, str]],
+    spec: SampleSpec,
+    example_id: str,
+    turn: int,
+    max_new_tokens: int,
+) -> str:
+    """One candidate alone, from what `candidates.parquet` records (its spec, example id and turn)."""
+    import torch
+
+    text = tokenizer.apply_chat_template(context, tokenize=False, add_generation_prompt=True)
+    prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
+    end_ids = _end_ids(model, tokenizer)
+    seed = candidate_seed(spec, example_id, turn) if spec.kind == "sample" else 0
+    with torch.inference_mode():
+        ((ids, _),) = _decode(
+            model, [prompt], [spec], [seed], max_new_tokens, end_ids, tokenizer.pad_token_id
+        )
+    return tokenizer.decode([t for t in ids if t not in end_ids], skip_special_tokens=True).strip()
+
+
+def _end_ids(model, tokenizer) -> list[int]:
+    ids = model.generation_config.eos_token_id
+    ids = [] if ids is None else [ids] if isinstance(ids, int) else list(ids)
+    return sorted({*ids, tokenizer.eos_token_id} - {None})
+
+
+def _pad_left(rows: Sequence[list[int]], pad_id: int, device):
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + r for r in rows], device=device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=device)
+    return ids, mask
+
+
+def score(model, prompts: Sequence[list[int]], completions: Sequence[list[int]]) -> list[float | None]:
+    """Mean log-probability of each completion's tokens given its prompt (temperature 1, no top_p).
+
+    Rows are left-padded so every completion ends the row, and only the last positions' logits are
+    computed (`logits_to_keep`): the prompt's logits are never materialised over the vocabulary.
+    """
+    import torch
+
+    out: list[float | None] = [None] * len(prompts)
+    vocab = model.config.get_text_config().vocab_size
+    order = sorted((i for i in range(len(prompts)) if completions[i]), key=lambda i: -len(completions[i]))
+    start = 0
+    while start < len(order):
+        keep = len(completions[order[start]]) + 1
+        chunk = order[start : start + max(1, min(64, SCORE_BUDGET // (keep * vocab)))]
+        start += len(chunk)
+        ids, mask = _pad_left([list(prompts[i]) + list(completions[i]) for i in chunk], 0, model.device)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions, logits_to_keep=keep).logits
+        sizes = [len(completions[i]) for i in chunk]
+        picked = torch.cat([logits[row, keep - c - 1 : keep - 1] for row, c in enumerate(sizes)])
+        targets = torch.cat([ids[row, ids.shape[1] - c :] for row, c in enumerate(sizes)])
+        logp = torch.log_softmax(picked.float(), dim=-1).gather(-1, targets[:, None]).squeeze(-1)
+        for i, part in zip(chunk, logp.split(sizes), strict=True):
+            out[i] = part.mean().item()
+    return out
+
+
+def _prompts(examples: Sequence[Example], tokenizer) -> list[tuple[Example, int, int, list[int]]]:
+    turns = []
+    for ex in examples:
+        for ordinal, idx in enumerate(ex.assistant_turns()):
+            text = tokenizer.apply_chat_template(
+                ex.messages[:idx], tokenize=False, add_generation_prompt=True
+            )
+            turns.append((ex, ordinal, idx, tokenizer(text, add_special_tokens=False)["input_ids"]))
+    return turns
+
+
+def _generate_transformers(
+    model, tokenizer, prompts, specs, settings, progress: bool, expected_lengths: Sequence[int], keys
+) -> list[list[Generated]]:
+    """`[spec][prompt]` completions (end-of-turn token kept when the model emitted one) and scores.
+
+    One decoding batch holds `batch_size` prompts with all their K candidates (greedy and sampled rows
+    side by side), grouped by prompt length (less padding) and current answer length."""
+    import torch
+    from tqdm.auto import tqdm
+
+    end_ids = _end_ids(model, tokenizer)
+    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), -expected_lengths[i]))
+    batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    result: list[list[Generated]] = [[([], None) for _ in prompts] for _ in specs]
+    with torch.inference_mode(), tqdm(total=len(prompts), desc="candidates", disable=not progress) as bar:
+        for batch in batches:
+            rows = [(i, s) for i in batch for s in range(len(specs))]
+            seeds = [candidate_seed(specs[s], *keys[i]) if specs[s].kind == "sample" else 0 for i, s in rows]
+            outs = _decode(
+                model,
+                [prompts[i] for i, _ in rows],
+                [specs[s] for _, s in rows],
+                seeds,
+                settings.max_new_tokens,
+                end_ids,
+                tokenizer.pad_token_id,
+            )
+            for (i, s), generated in zip(rows, outs, strict=True):
+                result[s][i] = generated
+            bar.update(len(batch))
+    return result
+
+
+def _decode(
+    model,
+    prompts,
+    specs: Sequence[SampleSpec],
+    seeds: Sequence[int],
+    max_new_tokens: int,
+    end_ids,
+    pad_id: int,
+):
+    """Decode one left-padded batch with a KV cache; row r is greedy or sampled per `specs[r]`.
+    Returns each row's tokens and their mean log-probability under the model (raw logits, which
+    makes it the same number as `score` gives for the same tokens, without a second forward pass).
+
+    A small loop instead of `generate`: rows leave the batch (and the cache) as soon as they emit an
+    end-of-turn token, so a batch costs what its rows need, not `rows x longest row`; rows with
+    different sampling settings share one batch; and no model `generation_config` (repetition
+    penalty, top_k...) is merged in behind the recorded settings. Row r's random numbers come from
+    `seeds[r]` and the step alone (`_uniform`), so a row samples the same tokens in any batch."""
+    import torch
+    from transformers import DynamicCache
+
+    device = model.device
+    ids, mask = _pad_left(prompts, pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    logits = model(
+        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, logits_to_keep=1
+    ).logits[:, -1]
+    greedy = torch.tensor([s.kind == "greedy" for s in specs], device=device)
+    temperature = torch.tensor([s.temperature or 1.0 for s in specs], device=device)
+    top_p = torch.tensor([s.top_p or 1.0 for s in specs], device=device)
+    row_seed = torch.tensor(list(seeds), dtype=torch.int64, device=device)
+    out: list[list[int]] = [[] for _ in prompts]
+    logprob = torch.zeros(len(prompts), dtype=torch.float64, device=device)
+    live = torch.arange(len(prompts), device=device)
+    position = positions[:, -1]
+    ends = torch.tensor(list(end_ids), device=device)
+    for step in range(max_new_tokens):
+        tokens = logits.argmax(-1)
+        sampled = (~greedy).nonzero().squeeze(-1)
+        if len(sampled):
+            u = _uniform(row_seed[sampled], step)
+            tokens[sampled] = _draw(logits[sampled], temperature[sampled], top_p[sampled], u)
+        for row, token in zip(live.tolist(), tokens.tolist(), strict=True):
+            out[row].append(token)
+        logprob[live] += (
+            torch.log_softmax(logits.float(), -1).gather(-1, tokens[:, None]).squeeze(-1).double()
+        )
+        going = ~torch.isin(tokens, ends)
+        if step == max_new_tokens - 1 or not going.any():
+            break
+        if not going.all():
+            keep = going.nonzero().squeeze(-1)
+            cache.batch_select_indices(keep)
+            live, tokens, mask, position = live[keep], tokens[keep], mask[keep], position[keep]
+            greedy, temperature, top_p = greedy[keep], temperature[keep], top_p[keep]
+            row_seed = row_seed[keep]
+        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
+        position = position + 1
+        logits = model(
+            input_ids=tokens[:, None],
+            attention_mask=mask,
+            position_ids=position[:, None],
+            past_key_values=cache,
+        ).logits[:, -1]
+    return [(tokens, (total / len(tokens)).item()) for tokens, total in zip(out, logprob, strict=True)]
+
+
+def _draw(logits, temperature, top_p, u, k: int = 256):
+    """One token per row from temperature + top-p sampling (the distribution of transformers' warpers,
+    up to float ties); `temperature`/`top_p` are numbers or one value per row, `u` one uniform number
+    in [0, 1) per row.
+
+    Sorting the vocabulary and `torch.multinomial` were most of CPU sampling time, so the nucleus is
+    looked for among the `k` likeliest tokens (`topk`), rows whose nucleus is wider find its threshold
+    by bisection, and the token is drawn by inverting the cumulative distribution."""
+    import torch
+
+    rows = logits.shape[0]
+    temperature = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device).expand(rows)
+    top_p = torch.as_tensor(top_p, dtype=torch.float32, device=logits.device).expand(rows)
+    probs = (logits.float() / temperature[:, None]).softmax(-1)
+    top, idx = probs.topk(min(k, probs.shape[-1]), dim=-1)
+    keep = (top.cumsum(-1) - top) < top_p[:, None]  # the likelier tokens' mass is still below top_p
+    keep[:, 0] = True
+    tokens = idx.gather(-1, _inverse_cdf(top * keep, u)).squeeze(-1)
+    wide = (top.sum(-1) < top_p).nonzero().squeeze(-1)
+    if len(wide):
+        p, target = probs[wide], top_p[wide]
+        low, high = torch.zeros_like(target), p.max(-1).values
+        for _ in range(30):  # largest threshold whose tokens still hold top_p of the mass
+            mid = (low + high) / 2
+            enough = (p * (p >= mid[:, None])).sum(-1) >= target
+            low, high = torch.where(enough, mid, low), torch.where(enough, high, mid)
+        tokens[wide] = _inverse_cdf(p * (p >= low[:, None]), u[wide]).squeeze(-1)
+    return tokens
+
+
+def _inverse_cdf(weights, u):
+    """One index per row, drawn with probability proportional to `weights` (zeros never drawn)."""
+    import torch
+
+    cdf = weights.cumsum(-1)
+    target = u[:, None].to(cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, target, right=True).clamp(max=weights.shape[-1] - 1)
+
+
+def _signed(n: int) -> int:
+    n &= 2**64 - 1
+    return n - 2**64 if n >= 2**63 else n
+
+
+_GOLDEN, _MIX1, _MIX2 = (_signed(c) for c in (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB))
+
+
+def _uniform(seeds, step: int):
+    """One number in [0, 1) per row from (row seed, step): splitmix64 on int64 tensors (wrapping
+    multiplication, logical shifts), the same on every device and in any batch. A dozen elementwise
+    ops per step instead of one `torch.Generator` per row."""
+
+    def srl(x, n: int):
+        return (x >> n) & ((1 << (64 - n)) - 1)
+
+    x = seeds + _signed((step + 1) * 0x9E3779B97F4A7C15)
+    x = (x ^ srl(x, 30)) * _MIX1
+    x = (x ^ srl(x, 27)) * _MIX2
+    x = x ^ srl(x, 31)
+    return srl(x, 11).double() * 2.0**-53
+
+
+def _generate_vllm(model_dir: str, prompts, specs, settings, keys) -> list[list[Generated]]:
+    """Same as `_generate_transformers`, on vLLM (GPU machines with `vllm` installed)."""
+    from vllm import LLM, SamplingParams, TokensPrompt
+
+    llm = LLM(model=model_dir, seed=0, gpu_memory_utilization=0.5)
+    result = []
+    for spec in specs:
+        params = [
+            SamplingParams(
+                max_tokens=settings.max_new_tokens,
+                temperature=spec.temperature if spec.kind == "sample" else 0.0,
+                top_p=spec.top_p if spec.kind == "sample" else 1.0,
+                seed=candidate_seed(spec, *key) if spec.kind == "sample" else None,
+            )
+            for key in keys
+        ]
+        outs = llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params, use_tqdm=True)
+        result.append([(list(o.outputs[0].token_ids), None) for o in outs])  # scored afterwards
+    del llm
+    return result
+
+
+def generate_candidates(
+    examples: Sequence[Example],
+    source: str | Path | RoundModel,
+    settings: GenerateSettings,
+    out_path: str | Path,
+    *,
+    seed: int = 0,
+    model_settings: ModelSettings | None = None,
+    progress: bool = True,
+    max_length: int | None = None,
+    stats: dict[str, int] | None = None,
+    chunks_dir: str | Path | None = None,
+    chunk_turns: int = CHUNK_TURNS,
+) -> list[TurnCandidates]:
+    """Generate, merge, score and write the candidates of every assistant turn to `out_path` (parquet).
+
+    `source` is a round directory (or its `RoundModel`), or a plain model folder / Hub id. Prompts and
+    scored answers are capped by the model's context and `max_length` (counts into `stats`).
+
+    With `chunks_dir`, every `chunk_turns` turns are written there as `chunk-NNNNN.parquet` (atomically)
+    as soon as they are done, each keyed by a hash of the model, seed, settings and its turns' text; a
+    re-run reuses the chunks whose key matches and regenerates the rest, then writes `out_path`."""
+    stats = {} if stats is None else stats
+    source = getattr(source, "round_dir", source)
+    specs = candidate_specs(settings, seed)
+    if settings.backend == "vllm":
+        import importlib.util
+
+        if importlib.util.find_spec("vllm") is None:
+            raise ConfigError(
+                "vllm is not installed (it needs a GPU machine: pip install 'pickloop[vllm]'); "
+                "use backend: transformers",
+                key="generate.backend",
+            )
+        from transformers import AutoTokenizer
+
+        merged = Path(source) / "merged" if (Path(source) / "merged").is_dir() else Path(source)
+        from transformers import AutoConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(str(merged))
+        config = AutoConfig.from_pretrained(str(merged))
+        budget, max_new = generation_limits(type("M", (), {"config": config}), settings, max_length)
+        turns = _capped(_prompts(examples, tokenizer), budget, stats)
+        prompts = [t[3] for t in turns]
+        keys = [(ex.id, ordinal) for ex, ordinal, _, _ in turns]
+        capped = settings.model_copy(update={"max_new_tokens": max_new})
+        generated = _generate_vllm(str(merged), prompts, specs, capped, keys)  # not chunked
+        model, tokenizer = load_generation_model(source, model_settings)  # for scoring, after vLLM is gone
+        currents = _currents(turns, tokenizer, budget + max_new, stats)
+        rows = _assemble(model, tokenizer, turns, specs, generated, currents)
+    else:
+        model, tokenizer = load_generation_model(source, model_settings)
+        budget, max_new = generation_limits(model, settings, max_length)
+        turns = _capped(_prompts(examples, tokenizer), budget, stats)
+        currents = _currents(turns, tokenizer, budget + max_new, stats)
+        capped = settings.model_copy(update={"max_new_tokens": max_new})
+        base_key = [_fingerprint(source), seed, capped.model_dump(mode="json"), [asdict(s) for s in specs]]
+        step = chunk_turns if chunks_dir is not None else max(1, len(turns))
+        stats["chunks_written"] = stats["chunks_reused"] = 0
+        rows = []
+        for n, start in enumerate(range(0, len(turns), step)):
+            part, part_currents = turns[start : start + step], currents[start : start + step]
+            key = _chunk_key(base_key, part)
+            path = Path(chunks_dir) / f"chunk-{n:05d}.parquet" if chunks_dir is not None else None
+            if path is not None and _chunk_matches(path, key):
+                rows += load_candidates(path)
+                stats["chunks_reused"] += 1
+                continue
+            prompts = [t[3] for t in part]
+            keys = [(ex.id, ordinal) for ex, ordinal, _, _ in part]
+            lengths = [min(len(c), max_new) for c in part_currents]
+            generated = _generate_transformers(
+                model, tokenizer, prompts, specs, capped, progress, lengths, keys
+            )
+            done = _assemble(model, tokenizer, part, specs, generated, part_currents)
+            if path is not None:
+                write_candidates(done, path, {"chunk_key": key})
+                stats["chunks_written"] += 1
+            rows += done
+    meta = {
+        "source": str(source),
+        "seed": seed,
+        "settings": settings.model_dump(mode="json"),
+        "specs": [asdict(s) for s in specs],
+    }
+    write_candidates(rows, out_path, meta)
+    return rows
+
+
+def _fingerprint(source: str | Path) -> str:
+    """What identifies the model: a round's train_config + metrics (a retrain rewrites them), the
+    files' sizes and times of a plain folder, or the Hub id."""
+    path = Path(source)
+    if (path / "train_config.json").is_file():
+        parts = [
+            (path / n).read_bytes() for n in ("train_config.json", "metrics.json") if (path / n).is_file()
+        ]
+        return hashlib.sha256(b"\0".join(parts)).hexdigest()
+    if path.is_dir():
+        files = sorted(
+            (p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in path.iterdir() if p.is_file()
+        )
+        return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+    return str(source)
+
+
+def _chunk_key(base_key: list, turns) -> str:
+    content = [base_key, [(ex.id, ordinal, ex.messages[: idx + 1]) for ex, ordinal, idx, _ in turns]]
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _chunk_matches(path: Path, key: str) -> bool:
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return False
+    try:
+        meta = json.loads(pq.read_schema(path).metadata[b"pickloop"])
+    except Exception:  # unreadable or foreign: regenerate it
+        return False
+    return meta.get("chunk_key") == key
+
+
+def _capped(turns, budget: int, stats: dict[str, int]):
+    """Prompts longer than `budget` tokens keep their end (the latest turns and the generation prompt)."""
+    stats["truncated_prompts"] = sum(len(t[3]) > budget for t in turns)
+    return [(ex, ordinal, idx, ids[-budget:]) for ex, ordinal, idx, ids in turns]
+
+
+def _currents(turns, tokenizer, limit: int, stats: dict[str, int]) -> list[list[int]]:
+    """Each turn's current answer as scored: its tokens + end of turn, cut to fit after its prompt."""
+    out, cut = [], 0
+    for ex, _, idx, prompt in turns:
+        ids = tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]
+        ids = ids + [tokenizer.eos_token_id]
+        room = max(1, limit - len(prompt))
+        cut += len(ids) > room
+        out.append(ids[:room])
+    stats["truncated_answers"] = cut
+    return out
+
+
+def _assemble(
+    model, tokenizer, turns, specs, generated: list[list[Generated]], currents: list[list[int]]
+) -> list[TurnCandidates]:
+    """Decode, merge identical candidates, mark the current answer; score what is not scored yet."""
+    import torch
+
+    end_ids = _end_ids(model, tokenizer)
+
+    def text_of(ids: list[int]) -> str:
+        return tokenizer.decode([t for t in ids if t not in end_ids], skip_special_tokens=True).strip()
+
+    scored: dict[tuple[int, tuple[int, ...]], float | None] = {}  # (turn, completion ids) -> mean logprob
+    for n in range(len(turns)):
+        scored[(n, tuple(currents[n]))] = None
+        for per in generated:
+            ids, lp = per[n]
+            if scored.get((n, tuple(ids))) is None:
+                scored[(n, tuple(ids))] = lp
+    missing = [key for key, lp in scored.items() if lp is None]
+    with torch.inference_mode():
+        values = score(model, [turns[n][3] for n, _ in missing], [list(ids) for _, ids in missing])
+    scored.update(zip(missing, values, strict=True))
+    rows = []
+    for n, (ex, ordinal, idx, _) in enumerate(turns):
+        answer = ex.messages[idx]["content"]
+        merged: dict[str, Candidate] = {}
+        for spec, per in zip(specs, generated, strict=True):
+            ids = per[n][0]
+            text = text_of(ids)
+            if text in merged:
+                old = merged[text]
+                merged[text] = dataclasses.replace(old, count=old.count + 1, settings=[*old.settings, spec])
+            elif text:
+                merged[text] = Candidate(text, 1, scored[(n, tuple(ids))], text == answer.strip(), [spec])
+        rows.append(
+            TurnCandidates(
+                example_id=ex.id,
+                turn=ordinal,
+                message_index=idx,
+                context=ex.messages[:idx],
+                current_answer=answer,
+                current_mean_logprob=scored[(n, tuple(currents[n]))],
+                candidates=list(merged.values()),
+                n_empty=sum(1 for per in generated if not text_of(per[n][0])),
+            )
+        )
+    return rows
+
+
+def write_candidates(
+    rows: Sequence[TurnCandidates], path: str | Path, meta: dict[str, Any] | None = None
+) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist([asdict(r) for r in rows], schema=_schema())
+    table = table.replace_schema_metadata({"pickloop": json.dumps(meta or {}, sort_keys=True)})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def load_candidates(path: str | Path) -> list[TurnCandidates]:
+    """Read a candidates parquet back as `TurnCandidates` (what the push step consumes)."""
+    import pyarrow.parquet as pq
+
+    out = []
+    for r in pq.read_table(path).to_pylist():
+        cands = [
+            Candidate(**{**c, "settings": [SampleSpec(**s) for s in c["settings"]]})
+            for c in r.pop("candidates")
+        ]
+        out.append(TurnCandidates(**r, candidates=cands))
+    return out
+
+
+def _schema():
+    import pyarrow as pa
+
+    spec = pa.struct(
+        [("kind", pa.string()), ("temperature", pa.float64()), ("top_p", pa.float64()), ("seed", pa.int64())]
+    )
+    cand = pa.struct(
+        [
+            ("text", pa.string()),
+            ("count", pa.int32()),
+            ("mean_logprob", pa.float64()),
+            ("is_current", pa.bool_()),
+            ("settings", pa.list_(spec)),
+        ]
+    )
+    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
+    return pa.schema(
+        [
+            ("example_id", pa.string()),
+            ("turn", pa.int32()),
+            ("message_index", pa.int32()),
+            ("context", pa.list_(msg)),
+            ("current_answer", pa.string()),
+            ("current_mean_logprob", pa.float64()),
+            ("candidates", pa.list_(cand)),
+            ("n_empty", pa.int32()),
+        ]
     )
