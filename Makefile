@@ -1,5 +1,5 @@
-# The two README commands. Each installs what it needs (idempotently) before running.
-.PHONY: install demo test lint bench
+# The two README commands (`make demo`, `make test`). Each installs what it needs (idempotently).
+.PHONY: install demo test test-fast lint docs bench
 
 install:
 	bash scripts/install.sh test
@@ -12,5 +12,15 @@ test: install
 	.venv/bin/ruff check .
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
+# Unit tests only: no Argilla server, Hub server, training, browser or end-to-end run.
+test-fast: install
+	.venv/bin/python -m pytest -m "not argilla and not hub and not train and not browser and not e2e and not slow" $(PYTEST_ARGS)
+
+lint: install
+	.venv/bin/ruff check .
+
+docs: install
+	.venv/bin/python -m loop.docs
+
 bench: install
-	.venv/bin/python -m loop.bench $(BENCH_ARGS)
+	.venv/bin/python benchmarks/bench_driver.py $(BENCH_ARGS)

@@ -92,7 +92,7 @@ class PushResult:
 
 
 def item_from_turn(turn: Any, model_name: str, source: str = "dataset") -> RoundItem:
-    """A generated turn (`loop.generate.TurnCandidates`) as a round item; settings kept per candidate."""
+    """A generated turn (`loop.phases.generate.TurnCandidates`) as a round item; settings kept per candidate."""
     cands = []
     for c in turn.candidates:
         specs = [asdict(s) if not isinstance(s, dict) else s for s in c.settings]

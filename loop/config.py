@@ -14,7 +14,6 @@ import json
 import os
 import re
 import stat
-import sys
 import types
 from collections.abc import Iterator
 from pathlib import Path

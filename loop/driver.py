@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from loop.config import RunConfig
-from loop.context import Reporter, RoundContext, argilla_connection, world_size
+from loop.context import Reporter, RoundContext, argilla_connection, is_main_process, world_size
 from loop.errors import StateError
 from loop.paths import RunPaths
 from loop.phases import PHASE_NAMES, PHASES, Phase
@@ -118,7 +118,8 @@ class Driver:
         seconds = time.monotonic() - started
         if ctx._examples is not None:
             self._examples[n] = ctx._examples
-        self.state().mark_done(n, name, want, seconds, dataclasses.asdict(summary), keys=keys)
+        if is_main_process():  # under a distributed launch, one process records the phase
+            self.state().mark_done(n, name, want, seconds, dataclasses.asdict(summary), keys=keys)
         return PhaseOutcome(n, name, False, seconds, summary)
 
     def redo_plan(self, n: int, name: str) -> list[tuple[int, str]]:

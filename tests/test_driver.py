@@ -46,7 +46,7 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
     driver = Driver(cfg, progress=False)
     for phase in ("train", "generate", "push"):
         driver.run_phase(1, phase)
-    rd = driver.round_dir(1)
+    rd = driver.paths.round(1).dir
     plan = read_plan(rd)
     pushed = read_push(rd)
     assert len(plan) == 6 and pushed.records == 6
@@ -60,7 +60,7 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
         assert owner.get(f"/api/v1/datasets/{pushed.dataset_id}/records", params={"limit": 1})["total"] == 6
 
     a_name, b_name = cfg.argilla.labelers
-    slots = schema.slot_names(driver.slots())
+    slots = schema.slot_names(cfg.generate.k + 1)
     with_model = [r for r in plan if len(r.slots) >= 2]
     assert len(with_model) >= 2, "sampling at high temperature must give distinct candidates"
     rec_model, rec_edit = with_model[0], with_model[1]
@@ -99,9 +99,9 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
             else:
                 rankings.submit_response(b, b_ids[rec.external_id], b_vals)
 
-    for phase in ("wait", "pull", "publish"):
+    for phase in ("wait", "pull", "aggregate", "publish"):
         driver.run_phase(1, phase)
-    summary = driver.state().record(1, "pull").summary
+    summary = driver.state().record(1, "aggregate").summary
     assert summary["discarded"] == 1 and summary["draft"] == 1 and summary["completed"] == 6
     assert summary["choices"] == {"original": 4, "model": 1, "edited": 1}
     wait = driver.state().record(1, "wait").summary
@@ -132,16 +132,20 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
 
     # Round 2 trains on exactly the published round-1 dataset, continuing the round-1 adapter.
     driver.run_phase(2, "train")
-    assert [(ex.id, ex.messages) for ex in driver.input_examples(2)] == [
+    assert [(ex.id, ex.messages) for ex in driver.context(2).examples()] == [
         (r["id"], r["messages"]) for r in published
     ]
-    train_cfg = json.loads((driver.round_dir(2) / "model" / "train_config.json").read_text())
+    train_cfg = json.loads((driver.paths.round(2).dir / "model" / "train_config.json").read_text())
     assert train_cfg["strategy"] == "continue"
     # Finished phases are skipped; changed settings on a finished phase are refused, not redone.
     assert driver.run_phase(1, "publish").skipped
     cfg.train.sft = {**cfg.train.sft, "learning_rate": 0.5}
-    with pytest.raises(StateError, match="already ran with other inputs"):
+    with pytest.raises(StateError, match=r"config key train\.sft\.learning_rate changed.*round redo train"):
         Driver(cfg, progress=False).run_phase(2, "train")
+    # `redo` forgets the phase (and what follows), after which the new setting is accepted.
+    redone = Driver(cfg, progress=False)
+    assert redone.redo(2, "train") == [(2, "train")]
+    assert not redone.state().is_done(2, "train") and redone.state().is_done(1, "publish")
 
 
 def test_phase_order_is_enforced(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -155,7 +159,7 @@ def test_phase_order_is_enforced(env, tiny_model: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 1
     assert proc.stderr.strip() == "Error: round 1: run train, generate before push"
-    with pytest.raises(StateError, match="round 1 is not published"):
+    with pytest.raises(StateError, match="round 1 is not finished"):
         driver.run_phase(2, "train")
 
 
@@ -171,4 +175,4 @@ def test_bad_data_fails_before_anything_is_written(env, tiny_model: Path, tmp_pa
     with pytest.raises(DataError, match=r"data.jsonl:3.*answer"):
         driver.run_phase(1, "train")
     assert not (driver.run_dir / "state.json").exists()
-    assert not (driver.round_dir(1) / "model").exists()
+    assert not (driver.paths.round(1).dir / "model").exists()

@@ -19,9 +19,9 @@ from ml_fixtures import tiny_model  # noqa: F401
 from argilla_setup.connection import Api, Connection
 from loop.config import load_config
 from loop.data import load_examples
-from loop.driver import Driver
 from loop.demo.simulate import LabelerStyle, SimulatedLabelers
-from loop.state import PHASES
+from loop.driver import Driver
+from loop.phases import PHASE_NAMES as PHASES
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from loop.errors import StateError
-from loop.state import PHASES, RunState
+from loop.phases import PHASE_NAMES as PHASES
+from loop.state import RunState
 
 
 def test_new_run_starts_at_round_one_train(tmp_path: Path) -> None:

@@ -45,8 +45,8 @@ def demo(
     Without --simulate-labelers it waits for real labelers in the Argilla UI (URL and credentials are
     printed). Interrupt and re-run at any time: it resumes where it stopped.
     """
-    from loop.demo.run import run_demo
     from loop.demo.report import markdown_table
+    from loop.demo.run import run_demo
 
     result = run_demo(
         config_path=config_path,

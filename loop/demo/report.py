@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from loop.fsutil import atomic_path, write_json, write_text
 from loop.demo.metrics import mean, token_f1
+from loop.fsutil import atomic_path, write_json, write_text
 from loop.phases import PHASE_NAMES, PHASES
 
 
@@ -52,7 +52,7 @@ def greedy_f1(turns, references: Mapping[str, str]) -> float | None:
 def build_rows(driver, references: Mapping[str, str]) -> list[RoundRow]:
     """Rows for round 0 (the step-1 data) and every finished round of the driver's run."""
     from loop.data import load_examples
-    from loop.generate import load_candidates  # TODO(merge): loop.phases.generate
+    from loop.phases.generate import load_candidates
 
     state = driver.state()
     rows = [RoundRow(0, dataset_f1(driver.context(1).examples(), references), None)]

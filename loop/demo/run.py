@@ -75,8 +75,8 @@ def run_demo(
     progress: bool = True,
 ) -> DemoResult:
     from argilla_setup import server
-    from loop.driver import Driver
     from loop.demo.report import write_report
+    from loop.driver import Driver
 
     cfg = load_config(config_path or demo_config_path())
     if rounds is not None:

@@ -22,7 +22,7 @@ class Summary:
 def run(ctx: RoundContext) -> Summary:
     import datasets
 
-    from loop.train import load_round_model  # TODO(merge): loop.models
+    from loop.models import load_round_model
     from loop.revisions import RoundStats, publish_round
 
     ds = datasets.Dataset.from_parquet(str(ctx.paths.output))

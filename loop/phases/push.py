@@ -37,7 +37,7 @@ def schema_options(ctx: RoundContext):
 
 def run(ctx: RoundContext) -> Summary:
     from loop import annotate
-    from loop.generate import load_candidates  # TODO(merge): loop.phases.generate
+    from loop.phases.generate import load_candidates
 
     cfg = ctx.config
     slots = cfg.generate.k + 1  # the current answer plus K generated candidates
@@ -80,12 +80,8 @@ def ensure_labelers(ctx: RoundContext, conn) -> None:
         existing = {u.name: u for u in users.list_users(api)}
         new = [name for name in a.labelers if name not in existing]
         if new:
-            interactive = sys.stdout.isatty()
             for user in users.add_users(api, new, workspace=a.workspace, home=a.home):
-                shown = f"password {user.password}, " if interactive else ""
-                ctx.report(
-                    f"labeler {user.name} created ({shown}credentials in {user.credentials_file}, mode 0600)"
-                )
+                ctx.report(users.describe_new_user(user, interactive=sys.stdout.isatty()))
         for name in a.labelers:
             if name in existing and a.workspace not in existing[name].workspaces:
                 user_id = next(u["id"] for u in api.get("/api/v1/users")["items"] if u["username"] == name)
