@@ -48,3 +48,33 @@ def test_state_file_is_replaced_atomically(tmp_path: Path) -> None:
     state.mark_done(1, "train", "h1", 1.0)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "state.json"]
     assert leftovers == []
+
+
+def test_version_1_state_migrates_pull_into_pull_plus_aggregate(tmp_path: Path) -> None:
+    """A state.json written before the phase registry keeps loading, through named migrations."""
+    v1 = {"status": "done", "inputs_hash": "abc", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 1.0}
+    pull = {**v1, "summary": {"records": 6, "completed": 6, "changed": 2, "choices": {"model": 2}, "agreement": 0.5}}
+    rounds = {"1": {p: {**v1, "summary": {}} for p in ("train", "generate", "push", "wait", "publish")}}
+    rounds["1"]["pull"] = pull
+    (tmp_path / "state.json").write_text(json.dumps({"version": 1, "rounds": rounds}))
+    state = RunState.load(tmp_path)
+    assert state.finished_rounds() == [1] and state.current_round() == 2
+    agg = state.record(1, "aggregate")
+    assert agg.summary == {"records": 6, "completed": 6, "changed": 2, "choices": {"model": 2}, "agreement": 0.5}
+    assert agg.keys is None  # the driver adopts today's hash for migrated records
+    saved = json.loads((tmp_path / "state.json").read_text())
+    assert saved["version"] == 2
+    assert saved["migrations"] == ["m001_split_aggregate_from_pull", "m002_per_key_hashes"]
+    assert RunState.load(tmp_path).record(1, "aggregate") == agg
+
+
+def test_invalidate_forgets_the_phase_what_follows_and_later_rounds(tmp_path: Path) -> None:
+    state = RunState.load(tmp_path)
+    for n in (1, 2):
+        for phase in PHASES:
+            state.mark_done(n, phase, "h", 0.1)
+    dropped = state.invalidate(1, PHASES[PHASES.index("pull") :])
+    assert dropped[:3] == [(1, "pull"), (1, "aggregate"), (1, "publish")]
+    assert {n for n, _ in dropped[3:]} == {2}
+    reloaded = RunState.load(tmp_path)
+    assert reloaded.next_phase(1) == "pull" and 2 not in reloaded.rounds
