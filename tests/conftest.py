@@ -34,3 +34,35 @@ def argilla_stack(tmp_path_factory: pytest.TempPathFactory):
         yield info
     finally:
         server.stop(home)
+
+
+_MARK_BY_FIXTURE = {
+    "argilla_stack": "argilla",
+    "env": "argilla",
+    "hub_server": "hub",
+    "hub": "hub",
+    "tiny_model": "train",
+    "trained_round": "train",
+}
+_MARK_BY_MODULE = {
+    "test_browser": ("browser", "argilla"),
+    "test_demo": ("e2e", "argilla", "train"),
+    "test_resume": ("e2e", "argilla", "train"),
+    "test_server": ("argilla",),
+    "test_security": ("argilla",),
+    "test_patches": ("argilla",),
+    "test_train": ("train",),
+    "test_generate": ("train",),
+    "test_tiny_model": ("train",),
+    "test_packaging": ("e2e",),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from what a test needs (its fixtures, its module), so `make test-fast` can leave out
+    every test that starts a server, trains, drives a browser or runs the whole loop."""
+    for item in items:
+        names = set(_MARK_BY_MODULE.get(item.module.__name__.rsplit(".", 1)[-1], ()))
+        names |= {_MARK_BY_FIXTURE[f] for f in getattr(item, "fixturenames", ()) if f in _MARK_BY_FIXTURE}
+        for name in names:
+            item.add_marker(getattr(pytest.mark, name))
