@@ -121,17 +121,25 @@ def test_kill_in_every_phase_then_resume(
     cfg = load_config(resumed)
     driver = Driver(cfg, progress=False)
     sim = None
+    inside, outside = [], []
     for n in (1, 2):
         for phase in PHASES:
             if phase == "wait" and sim is None:
                 # Labelers join only after the first kill inside `wait`, so that kill lands mid-wait.
                 assert run_driver(resumed, kill_at=f"round {n}: wait", delay=1.0) == -9
+                assert not driver.state().is_done(n, "wait")
                 sim = labelers_for(resumed)
                 continue
-            code = run_driver(resumed, kill_at=f"round {n}: {phase}", delay=0.3 if phase != "train" else 1.5)
+            delay = {"train": 1.5, "push": 0.2, "wait": 0.1}.get(phase, 0.0)
+            code = run_driver(resumed, kill_at=f"round {n}: {phase}", delay=delay)
             assert code in (-9, 0)
+            # Proof the kill landed inside the phase: right after it, the phase is not recorded done.
+            (inside if code == -9 and not driver.state().is_done(n, phase) else outside).append(f"{n}:{phase}")
         if n == 1:
-            trained_at = (driver.round_dir(1) / "model" / "train_config.json").stat().st_mtime_ns
+            trained_at = (driver.paths.round(1).dir / "model" / "train_config.json").stat().st_mtime_ns
+    # Training is always hit mid-way; a quick phase may finish before the signal lands.
+    assert {"1:train", "2:train"} <= set(inside), (inside, outside)
+    assert len(inside) >= len(inside + outside) // 2, (inside, outside)
     run_driver(resumed)
     got = final_state(resumed, argilla_stack.api_url, argilla_stack.api_key)
 
@@ -143,7 +151,7 @@ def test_kill_in_every_phase_then_resume(
         assert got["rounds"][n]["responses_per_user"] == expected["rounds"][n]["responses_per_user"]
         assert got["rounds"][n]["phases"] == sorted(PHASES)
     # Round 1 was not trained again after it finished.
-    assert (driver.round_dir(1) / "model" / "train_config.json").stat().st_mtime_ns == trained_at
+    assert (driver.paths.round(1).dir / "model" / "train_config.json").stat().st_mtime_ns == trained_at
     # Exactly one revision per round in the local store's folder, and the pulled data was published once.
     store = driver.run_dir / "revisions"
     assert sorted(p.name for p in store.iterdir() if p.is_dir() and p.name.startswith("round-")) == [
