@@ -41,5 +41,10 @@ def write_json(target: str | Path, obj: Any, mode: int | None = None) -> Path:
 
 
 def write_secret(target: str | Path, text: str) -> Path:
-    """Write a credential file readable by its owner only (0600), atomically."""
+    """Write a credential file readable by its owner only (0600), atomically; a folder created for it
+    is owner-only too (0700), whatever the process umask."""
+    parent = Path(target).parent
+    if not parent.exists():
+        parent.mkdir(parents=True, mode=0o700)
+        os.chmod(parent, 0o700)
     return write_text(target, text, mode=0o600)

@@ -78,3 +78,4 @@ def test_invalidate_forgets_the_phase_what_follows_and_later_rounds(tmp_path: Pa
     assert {n for n, _ in dropped[3:]} == {2}
     reloaded = RunState.load(tmp_path)
     assert reloaded.next_phase(1) == "pull" and 2 not in reloaded.rounds
+
