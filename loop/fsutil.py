@@ -15,17 +15,31 @@ from typing import Any
 
 @contextlib.contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temp path beside `target`; on success rename it onto `target` (file or folder)."""
+    """Yield a temp path beside `target`; on success rename it onto `target` (file or folder).
+
+    A folder cannot be renamed over a non-empty one, so an old folder is first moved aside into the
+    temp folder and moved back if the new one cannot take its place: the old content is never
+    deleted before the new content is in place (deleting it first lost it whenever the rename then
+    failed, e.g. when the block wrote nothing).
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent)) / target.name
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    tmp = work / target.name
     try:
         yield tmp
         if target.is_dir() and not target.is_symlink():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+            old = work / f"{target.name}.old"
+            os.replace(target, old)
+            try:
+                os.replace(tmp, target)
+            except BaseException:
+                os.replace(old, target)
+                raise
+        else:
+            os.replace(tmp, target)
     finally:
-        shutil.rmtree(tmp.parent, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def write_text(target: str | Path, text: str, mode: int | None = None) -> Path:
