@@ -42,27 +42,41 @@ def _truncate(text: str) -> str:
 
 
 def degrade(examples: list[Example], fraction: float = 0.4, seed: int = 0) -> DemoData:
-    """Degrade round(fraction * n) answers (single-turn examples), seeded; the rest stay as they are."""
+    """Degrade round(fraction * n) answers (single-turn examples), seeded; the rest stay as they are.
+
+    An answer the drawn kind cannot change (a one-sentence answer cannot be cut to its first
+    sentence, a three-word one cannot be truncated) gets the next kind that does, so the fraction
+    holds; it falls short only for an answer that can be neither shortened nor swapped.
+    """
     if not 0 <= fraction <= 1:
         raise ValueError(f"fraction must be within 0..1, got {fraction}")
     rng = random.Random(seed)
     references = {ex.id: ex.messages[-1]["content"] for ex in examples}
     chosen = rng.sample(range(len(examples)), round(fraction * len(examples)))
+    can_swap = len(examples) > 1
+
+    def swapped(i: int) -> str:
+        other = examples[(i + 1 + rng.randrange(len(examples) - 1)) % len(examples)]
+        return other.messages[-1]["content"]
+
     out = list(examples)
     degraded: dict[str, str] = {}
     for i in sorted(chosen):
         ex = examples[i]
         answer = ex.messages[-1]["content"]
         kind = KINDS[rng.randrange(len(KINDS))]
+        if kind == "swapped" and not can_swap:  # a single example: nothing to swap with
+            kind = "truncated"
         if kind == "swapped":
-            other = examples[(i + 1 + rng.randrange(len(examples) - 1)) % len(examples)]
-            new = other.messages[-1]["content"]
+            new = swapped(i)
         elif kind == "truncated":
             new = _truncate(answer)
         else:
             new = _first_sentence(answer)
         if new.strip() == answer.strip():  # a one-sentence answer cannot be shortened: truncate instead
             kind, new = "truncated", _truncate(answer)
+        if new.strip() == answer.strip() and can_swap:  # nor truncated (three words): swap it
+            kind, new = "swapped", swapped(i)
         if new.strip() == answer.strip():
             continue
         messages = [*ex.messages[:-1], {"role": "assistant", "content": new}]
