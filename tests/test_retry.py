@@ -245,7 +245,10 @@ def test_api_get_rides_out_a_503(scripted: Scripted) -> None:
 
 def test_api_gives_up_after_its_tries_with_the_mapped_error(scripted: Scripted) -> None:
     scripted.script = [(502, {}), (502, {})]
-    with Api(Connection(scripted.url, "k"), max_tries=2) as api, pytest.raises(ArgillaError, match="HTTP 502"):
+    with (
+        Api(Connection(scripted.url, "k"), max_tries=2) as api,
+        pytest.raises(ArgillaError, match="HTTP 502"),
+    ):
         api.get("/api/v1/thing")
     assert scripted.seen == ["GET", "GET"]
 
