@@ -1,0 +1,170 @@
+"""`pickloop status`: nothing run yet, a round mid-way, finished rounds; state built with `RunState`.
+
+Live progress from a running Argilla server is checked in tests/test_remote_argilla.py; here the
+server is either not asked (`--offline`) or not there.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from loop.cli import cli
+from loop.config import load_config
+from loop.driver import Driver
+from loop.phases import PHASE_NAMES
+from loop.state import RunState
+from loop.status import RoundStatus, run_status
+
+SUMMARIES = {
+    "train": {"examples": 6, "first_loss": 4.2, "final_loss": 1.1},
+    "generate": {"turns": 6, "candidates": 18, "same_as_current": 1},
+    "push": {
+        "dataset": "st-round-1",
+        "dataset_id": "5f0c-ds",
+        "records": 6,
+        "url": "http://x/dataset/5f0c-ds",
+    },
+    "wait": {
+        "reason": "completed",
+        "completed": 5,
+        "total": 6,
+        "settled": 1,
+        "polls": 3,
+        "labelers": {"bob": 6, "alice": 5},
+    },
+    "pull": {"records": 6, "responses": 12, "submitted": 11, "discarded": 1},
+    "aggregate": {"records": 6, "completed": 6, "changed": 2, "choices": {"original": 4, "model": 2}},
+    "publish": {"revision": "round-1", "commit": "c0ffee", "backend": "local"},
+}
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "pickloop.yaml"
+    cfg = {
+        "run": {"name": "st", "dir": str(tmp_path / "run")},
+        "data": {"path": "data.jsonl"},
+        "model": {"name_or_path": "m"},
+        # Nothing listens there: live progress must fail softly.
+        "argilla": {"api_url": f"http://127.0.0.1:{closed_port()}"},
+    }
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def done(config: Path, round_n: int, phases: tuple[str, ...], **summaries: dict) -> None:
+    state = RunState.load(load_config(config).run_dir())
+    for phase in phases:
+        state.mark_done(round_n, phase, f"h-{round_n}-{phase}", 1.0, summaries.get(phase, SUMMARIES[phase]))
+
+
+def status(config: Path, *args: str) -> tuple[str, list[list[str]]]:
+    """The command's output and its table's body rows, as cells."""
+    result = CliRunner().invoke(cli, ["status", *args, str(config)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    rows = [
+        [c.strip() for c in line.split("│")[1:-1]]
+        for line in result.output.splitlines()
+        if line.startswith("│") and line.split("│")[1].strip().isdigit()
+    ]
+    return result.output, rows
+
+
+def test_nothing_run_yet(config: Path, tmp_path: Path) -> None:
+    assert run_status(Driver(load_config(config), progress=False)) == []
+    out, rows = status(config)
+    assert out == f"pickloop run st: nothing has run yet ({tmp_path / 'run'}).\n"
+    assert rows == []
+
+
+def test_a_redo_of_everything_is_nothing_run_again(config: Path) -> None:
+    done(config, 1, ("train",))
+    driver = Driver(load_config(config), progress=False)
+    assert driver.redo(1, "train") == [(1, "train")]
+    assert run_status(driver) == []
+    assert "nothing has run yet" in status(config)[0]
+
+
+def test_mid_round_before_labeling_shows_the_next_phase(config: Path) -> None:
+    done(config, 1, ("train", "generate"))
+    assert run_status(Driver(load_config(config), progress=False), live=False) == [
+        RoundStatus(1, "push", None, None, None, (), None)
+    ]
+    out, rows = status(config, "--offline")
+    assert "pickloop run st" in out
+    assert rows == [["1", "push", "-", "-", "-", "-", "-"]]
+
+
+def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
+    config: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ARGILLA_API_KEY", "status-test-key")
+    done(config, 1, ("train", "generate", "push"))
+    assert status(config, "--offline")[1] == [["1", "wait", "6", "-", "-", "-", "-"]]
+    caplog.set_level(logging.WARNING, logger="pickloop.status")
+    out, rows = status(config)  # live: the server is down, the pushed record count still shows
+    assert rows == [["1", "wait", "6", "-", "-", "-", "-"]]
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "pickloop.status"]
+    assert warning.startswith("no live progress from Argilla: ")
+    assert "status-test-key" not in out + warning
+
+
+def test_after_the_wait_progress_comes_from_its_summary(config: Path) -> None:
+    done(config, 1, ("train", "generate", "push", "wait"))
+    (row,) = run_status(Driver(load_config(config), progress=False), live=True)  # no server asked
+    # 5 completed plus 1 settled (answered by every labeler, one of them discarded) of 6.
+    assert row == RoundStatus(1, "pull", 6, 6, 0, (("alice", 5), ("bob", 6)), None)
+    assert status(config, "--offline")[1] == [["1", "pull", "6", "6", "0", "alice: 5, bob: 6", "-"]]
+
+
+def test_a_wait_that_proceeded_at_a_fraction_shows_the_pending_records(config: Path) -> None:
+    wait = {"reason": "fraction", "completed": 4, "total": 6, "settled": 0, "labelers": {"alice": 4}}
+    done(config, 1, ("train", "generate", "push", "wait"), wait=wait)
+    assert status(config, "--offline")[1] == [["1", "pull", "6", "4", "2", "alice: 4", "-"]]
+
+
+def test_a_finished_round_and_the_next_one(config: Path) -> None:
+    done(config, 1, PHASE_NAMES)
+    out, rows = status(config)  # live, but a finished round never asks the server
+    assert rows == [
+        ["1", "done", "6", "6", "0", "alice: 5, bob: 6", "round-1"],
+        ["2", "train", "-", "-", "-", "-", "-"],
+    ]
+    assert out.splitlines()[0].strip().startswith("pickloop run st (")
+    header = next(line for line in out.splitlines() if "next phase" in line)
+    assert [c.strip() for c in header.split("┃")[1:-1]] == [
+        "round",
+        "next phase",
+        "records",
+        "completed",
+        "pending",
+        "labelers",
+        "revision",
+    ]
+
+
+def test_two_finished_rounds_and_a_third_mid_way(config: Path) -> None:
+    done(config, 1, PHASE_NAMES)
+    second = {
+        "wait": {**SUMMARIES["wait"], "completed": 6, "settled": 0, "labelers": {"alice": 6, "bob": 6}},
+        "publish": {**SUMMARIES["publish"], "revision": "round-2"},
+    }
+    done(config, 2, PHASE_NAMES, **second)
+    done(config, 3, ("train",))
+    assert status(config, "--offline")[1] == [
+        ["1", "done", "6", "6", "0", "alice: 5, bob: 6", "round-1"],
+        ["2", "done", "6", "6", "0", "alice: 6, bob: 6", "round-2"],
+        ["3", "generate", "-", "-", "-", "-", "-"],
+    ]
