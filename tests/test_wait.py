@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 
 import pytest
 
 from argilla_setup import rankings, schema, users
 from argilla_setup.connection import Api, Connection, client
 from loop.config import WaitSettings
-from loop.errors import WaitTimeout
+from loop.errors import AuthError, WaitTimeout
 from loop.phases.wait import dataset_progress, wait_for_completion
 
 
@@ -129,3 +132,62 @@ def test_a_record_every_labeler_answered_is_settled_even_when_discarded(round_da
     )
     assert result.reason == "settled"
     assert (result.progress.completed, result.progress.settled, result.progress.total) == (2, 1, 3)
+
+
+@contextlib.contextmanager
+def _scripted_argilla(answers: list[tuple[int, dict]]) -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server answering GETs with the next (status, JSON body) of `answers`; yields its
+    URL and the paths it was asked for."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[str] = []
+
+    class Scripted(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            seen.append(self.path)
+            status, body = answers.pop(0)
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(json.dumps(body).encode())
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Scripted)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_address[1]}", seen
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_a_rejected_key_stops_the_wait_at_once() -> None:
+    """A 401 on the progress check is no passing failure: waiting longer cannot fix the key."""
+    started = time.monotonic()
+    refused = [(401, {"detail": "Could not validate credentials"})]
+    with (
+        _scripted_argilla(refused) as (url, seen),
+        Api(Connection(url, "revoked")) as api,
+        pytest.raises(AuthError, match="HTTP 401"),
+    ):
+        wait_for_completion(
+            api, "ds-1", WaitSettings(poll_interval_s=0.1, webhooks=False, timeout_s=10), tag="x"
+        )
+    assert time.monotonic() - started < 5
+    assert seen == ["/api/v1/datasets/ds-1/progress"]
+
+
+def test_a_busy_server_is_waited_out() -> None:
+    done = {"total": 2, "completed": 2, "pending": 0}
+    users = {"users": [{"username": "ann", "completed": {"submitted": 2}, "pending": {}}]}
+    answers = [(503, {"detail": "busy"}), (200, done), (200, users)]
+    with _scripted_argilla(answers) as (url, seen), Api(Connection(url, "k"), max_tries=1) as api:
+        result = wait_for_completion(
+            api, "ds-1", WaitSettings(poll_interval_s=0.1, webhooks=False, timeout_s=10), tag="x"
+        )
+    assert result.reason == "completed" and result.polls == 1
+    assert [u.submitted for u in result.progress.users] == [2]
+    assert seen == ["/api/v1/datasets/ds-1/progress"] * 2 + ["/api/v1/datasets/ds-1/users/progress"]

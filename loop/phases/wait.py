@@ -20,7 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from argilla_setup.connection import Api
 from loop.config import WaitSettings
 from loop.context import RoundContext
-from loop.errors import WaitTimeout
+from loop.errors import AuthError, WaitTimeout
 from loop.retry import is_retryable
 
 log = logging.getLogger("pickloop.phases.wait")
@@ -246,7 +246,9 @@ def wait_for_completion(
                 polls += 1
                 error_wait = settings.poll_interval_s
             except Exception as err:
-                if not is_retryable(err) and not isinstance(err, OSError):
+                # AuthError is a PermissionError, so an OSError, but a bad or revoked key does not heal
+                # by waiting: without this the wait retried it until the timeout, or forever.
+                if isinstance(err, AuthError) or not (is_retryable(err) or isinstance(err, OSError)):
                     raise
                 error_wait = min(error_wait * 2, MAX_ERROR_BACKOFF_S)
                 log.warning("progress check failed (%s); next try in %.0fs", type(err).__name__, error_wait)
