@@ -49,7 +49,7 @@ class RunSettings(Section):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     )
     dir: Path | None = Field(None, description="Run directory (default: $PICKLOOP_HOME/runs/<name>).")
-    seed: int = Field(0, description="Seed for training, sampling and candidate shuffling.")
+    seed: int = Field(0, ge=0, description="Seed for training, sampling and candidate shuffling.")
     max_rounds: int = Field(3, ge=1, description="Rounds to run before `pickloop run` stops.")
 
 
@@ -129,7 +129,8 @@ class ArgillaSettings(Section):
     """Where labelers rank candidates: the embedded server or a remote `api_url`."""
 
     api_url: str | None = Field(
-        None, description="Existing Argilla deployment; empty means the embedded server."
+        None,
+        description="Existing Argilla deployment (http:// or https://); empty means the embedded server.",
     )
     home: Path | None = Field(None, description="Embedded server home (default: $PICKLOOP_HOME/argilla).")
     workspace: str = Field("pickloop", description="Workspace that holds the round datasets.")
@@ -146,6 +147,17 @@ class ArgillaSettings(Section):
         None,
         description="File (mode 0600) holding the API key of `api_url` when `ARGILLA_API_KEY` is not set.",
     )
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str | None) -> str | None:
+        """An `ftp://` or host-less URL can never work: refuse it here, not after training."""
+        if value is None or not value.strip():
+            return None
+        problem = http_url_problem(value)
+        if problem:
+            raise _custom((), problem)
+        return value.strip()
 
 
 class WaitSettings(Section):
@@ -192,6 +204,49 @@ class PublishSettings(Section):
     hub_token_file: Path | None = Field(
         None, description="File (mode 0600) holding the Hub token when `HF_TOKEN` is not set."
     )
+
+    @field_validator("hub_repo")
+    @classmethod
+    def _check_hub_repo(cls, value: str | None) -> str | None:
+        """A repo id the Hub would refuse fails here, not at publish after the labelers' work."""
+        if value is None or not value.strip():
+            return None
+        problem = repo_id_problem(value)
+        if problem:
+            raise _custom((), problem)
+        return value
+
+
+# --------------------------------------------------------------------------- URL and repo id checks
+
+# huggingface_hub's `validate_repo_id` rules, without importing it (config errors must stay instant).
+_REPO_ID = re.compile(r"^(\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b$")
+
+
+def repo_id_problem(value: str) -> str | None:
+    """Why `value` is not a Hub repo id (`name` or `owner/name`), or None when it is one."""
+    if not _REPO_ID.match(value) or "--" in value or ".." in value or value.endswith(".git"):
+        return (
+            f"not a Hub repo id: {_show(value)}; use `name` or `owner/name` with letters, digits, "
+            "'-', '_' and '.' (no '--' or '..', at most 96 characters)"
+        )
+    return None
+
+
+def http_url_problem(value: str) -> str | None:
+    """Why `value` is not an http(s) URL with a host, or None when it is one."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {_show(value)}"
+    if parts.scheme not in ("http", "https"):
+        return f"the URL must start with http:// or https://, got {_show(value)}"
+    if not parts.hostname:
+        return f"the URL has no host: {_show(value)}"
+    return None
 
 
 class RunConfig(Section):
@@ -280,7 +335,7 @@ def parse_config(
     except ValidationError as exc:
         raise _config_error(exc, data, lines or {}, file) from None
     if base_dir is not None:
-        _resolve_paths(cfg, Path(base_dir))
+        _resolve_paths(cfg, Path(base_dir), file, lines or {})
     return cfg
 
 
@@ -556,7 +611,10 @@ def read_secret(env_var: str, file: str | Path | None = None, *, required: bool 
     if value:
         return value
     if file is not None:
-        path = Path(_expand(str(file)))
+        try:
+            path = Path(_expand(str(file)))
+        except UnsetVariable as exc:
+            raise ConfigError(f"environment variable ${exc.name} is not set (or is empty)", file=file) from None
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -586,14 +644,33 @@ def read_secret(env_var: str, file: str | Path | None = None, *, required: bool 
 
 # --------------------------------------------------------------------------- paths
 
-_HOME_VAR = re.compile(r"\$\{PICKLOOP_HOME\}|\$PICKLOOP_HOME\b")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _MAYBE_LOCAL = {("data", "path"), ("model", "name_or_path")}
 _DATA_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow"}
 
 
+class UnsetVariable(LookupError):
+    """A path names an environment variable that is not set (or is empty)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
 def _expand(value: str) -> str:
-    """`~` and `${PICKLOOP_HOME}` in paths, so configs can point at what `pickloop` built."""
-    return os.path.expanduser(_HOME_VAR.sub(lambda _: str(paths.home()), value))
+    """`~`, `${PICKLOOP_HOME}` (its default when unset) and `${VAR}` / `$VAR` in paths, so configs can
+    point at what `pickloop` built; an unset or empty variable is an error, not an empty string."""
+
+    def var(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name == paths.ENV_HOME:
+            return str(paths.home())
+        found = os.environ.get(name, "")
+        if not found:
+            raise UnsetVariable(name)
+        return found
+
+    return os.path.expanduser(_ENV_VAR.sub(var, value))
 
 
 def _looks_local(value: str, base: Path) -> bool:
@@ -611,20 +688,37 @@ def _is_path_type(annotation: Any) -> bool:
     )
 
 
-def _resolve_paths(cfg: RunConfig, base: Path) -> None:
-    """Make every path field absolute against the config's folder; Hub ids stay as they are."""
+def _resolve_paths(cfg: RunConfig, base: Path, file: str, lines: dict[tuple[Any, ...], int]) -> None:
+    """Expand variables in path fields and make them absolute against the config's folder; Hub ids
+    stay as they are and must be valid repo ids."""
     for section_name in type(cfg).model_fields:
         section = getattr(cfg, section_name)
         for name, field in type(section).model_fields.items():
             value = getattr(section, name)
             if value is None:
                 continue
-            if _is_path_type(field.annotation):
-                setattr(section, name, Path(os.path.abspath(base / _expand(str(value)))))
-            elif (section_name, name) in _MAYBE_LOCAL and isinstance(value, str):
-                expanded = _expand(value)
-                if _looks_local(expanded, base):
-                    setattr(section, name, os.path.abspath(base / expanded))
+            loc = (section_name, name)
+            is_path = _is_path_type(field.annotation)
+            if not is_path and not (loc in _MAYBE_LOCAL and isinstance(value, str)):
+                continue
+            try:
+                expanded = _expand(str(value))
+            except UnsetVariable as exc:
+                raise ConfigError(
+                    f"environment variable ${exc.name} is not set (or is empty); set it or write the path",
+                    file=file,
+                    line=_line_for(loc, lines),
+                    key=_dotted(loc),
+                ) from None
+            local = is_path or _looks_local(expanded, base)
+            if not local:
+                problem = repo_id_problem(expanded)
+                if problem:
+                    what = "no such local path, and " + problem[0].lower() + problem[1:]
+                    raise ConfigError(what, file=file, line=_line_for(loc, lines), key=_dotted(loc))
+                continue
+            resolved = os.path.abspath(base / expanded)
+            setattr(section, name, Path(resolved) if is_path else resolved)
 
 
 # --------------------------------------------------------------------------- hashing
