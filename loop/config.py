@@ -24,6 +24,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -261,6 +262,16 @@ class RunConfig(Section):
     wait: WaitSettings = Field(default_factory=WaitSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    _file: str | None = PrivateAttr(None)
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+
+    def error(self, message: str, key: str) -> ConfigError:
+        """A `ConfigError` about dotted `key`, with the config file and the key's line when known
+        (for problems found after loading, e.g. by the preflight checks)."""
+        loc = tuple(key.split("."))
+        return ConfigError(
+            message, file=self._file, line=_line_for(loc, self._lines) if self._file else None, key=key
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -336,6 +347,7 @@ def parse_config(
         raise _config_error(exc, data, lines or {}, file) from None
     if base_dir is not None:
         _resolve_paths(cfg, Path(base_dir), file, lines or {})
+    cfg._file, cfg._lines = file, lines or {}
     return cfg
 
 
@@ -614,7 +626,9 @@ def read_secret(env_var: str, file: str | Path | None = None, *, required: bool 
         try:
             path = Path(_expand(str(file)))
         except UnsetVariable as exc:
-            raise ConfigError(f"environment variable ${exc.name} is not set (or is empty)", file=file) from None
+            raise ConfigError(
+                f"environment variable ${exc.name} is not set (or is empty)", file=file
+            ) from None
         try:
             st = path.stat()
         except FileNotFoundError:
