@@ -17,7 +17,7 @@ import stat
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -109,11 +109,13 @@ class GenerateSettings(Section):
     k: int = Field(
         4, ge=2, le=50, description="Candidates per assistant turn (a greedy one plus sampled ones)."
     )
-    temperatures: list[float] = Field(
-        [0.7, 1.0], description="Sampling temperatures, cycled over the sampled candidates."
+    temperatures: list[Annotated[float, Field(gt=0)]] = Field(
+        [0.7, 1.0],
+        min_length=1,
+        description="Sampling temperatures, cycled over the sampled candidates.",
     )
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling for sampled candidates.")
-    seeds: list[int] = Field(
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list,
         description="Seeds of the sampled candidates, cycled; empty uses run.seed + 1, + 2, ...",
     )
@@ -519,6 +521,19 @@ def _show(value: Any) -> str:
 MANAGED_SFT_KEYS = {"output_dir": "pickloop trains in the round directory"}
 """`SFTConfig` fields pickloop sets itself."""
 
+_POSITIVE = {
+    "sft": (
+        "learning_rate",
+        "num_train_epochs",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_length",
+    ),
+    "lora": ("r", "lora_alpha"),
+}
+_NON_NEGATIVE = {"sft": ("weight_decay", "warmup_ratio", "warmup_steps"), "lora": ("lora_dropout",)}
+"""Ranges TRL/PEFT only find out about in training (a negative learning rate trains backwards)."""
+
 _PASSTHROUGH = {
     "sft": ("trl", "SFTConfig", "https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig"),
     "lora": ("peft", "LoraConfig", "https://huggingface.co/docs/peft/package_reference/lora"),
@@ -526,28 +541,106 @@ _PASSTHROUGH = {
 _FIELDS_CACHE: dict[str, dict[str, Any] | None] = {}
 
 
+PASSTHROUGH_SNAPSHOT = Path(__file__).with_name("passthrough_fields.json")
+"""`SFTConfig`/`LoraConfig` field names and types for the pinned TRL/PEFT versions, so `config check`
+needs no TRL import (TRL pulls in torch: 3-4 s, measured, on every config error). A library at another
+version is imported instead. Regenerate with `python -m loop.config snapshot` after an upgrade;
+`tests/test_config.py` checks the file against the installed libraries."""
+
+
 def passthrough_fields(section: str) -> dict[str, Any] | None:
     """`SFTConfig` (`sft`) or `LoraConfig` (`lora`) field names -> type hints; None without the library.
 
-    Imported lazily: TRL pulls in torch, which `pickloop --help` must not pay for.
+    From the snapshot when the installed library has the snapshot's version (no import), else from
+    the class itself (imported lazily: TRL pulls in torch, which `pickloop --help` must not pay for).
     """
     if section not in _FIELDS_CACHE:
-        import dataclasses
-        import importlib
-        import typing
+        import importlib.metadata
 
         module_name, class_name, _ = _PASSTHROUGH[section]
         try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except ImportError:
+            version = importlib.metadata.version(module_name)
+        except importlib.metadata.PackageNotFoundError:
             _FIELDS_CACHE[section] = None
             return None
-        try:
-            hints = typing.get_type_hints(cls)
-        except Exception:  # an unresolvable annotation: check names only
-            hints = {}
-        _FIELDS_CACHE[section] = {f.name: hints.get(f.name) for f in dataclasses.fields(cls) if f.init}
+        snapshot = _read_snapshot().get(module_name, {})
+        if snapshot.get("version") == version and class_name in snapshot:
+            _FIELDS_CACHE[section] = {k: _unspell(v) for k, v in snapshot[class_name].items()}
+        else:
+            _FIELDS_CACHE[section] = _class_fields(section)
     return _FIELDS_CACHE[section]
+
+
+def _class_fields(section: str) -> dict[str, Any] | None:
+    """The fields of the real class (imports TRL/PEFT)."""
+    import dataclasses
+    import importlib
+    import typing
+
+    module_name, class_name, _ = _PASSTHROUGH[section]
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ImportError:
+        return None
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an unresolvable annotation: check names only
+        hints = {}
+    return {f.name: hints.get(f.name) for f in dataclasses.fields(cls) if f.init}
+
+
+def _read_snapshot() -> dict[str, Any]:
+    try:
+        return json.loads(PASSTHROUGH_SNAPSHOT.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def passthrough_snapshot() -> dict[str, Any]:
+    """What `passthrough_fields.json` should hold for the installed TRL/PEFT (imports them)."""
+    import importlib.metadata
+
+    out: dict[str, Any] = {}
+    for section, (module_name, class_name, _) in _PASSTHROUGH.items():
+        fields = _class_fields(section)
+        if fields is not None:
+            out[module_name] = {
+                "version": importlib.metadata.version(module_name),
+                class_name: {k: _spell(v) for k, v in sorted(fields.items())},
+            }
+    return out
+
+
+_SIMPLE = {t.__name__: t for t in (int, float, bool, str, dict, list, tuple)}
+
+
+def _spell(hint: Any) -> str | None:
+    """A type hint as text `_unspell` reads back; classes of other libraries become `Any`."""
+    if hint is None:
+        return None
+    if hint is type(None):
+        return "None"
+    if hint is Any:
+        return "Any"
+    if isinstance(hint, type) and _SIMPLE.get(hint.__name__) is hint:
+        return hint.__name__
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin in (Union, types.UnionType):
+        return f"Union[{', '.join(str(_spell(a)) for a in args)}]"
+    if origin in (list, dict, tuple) and args:
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else str(_spell(a)) for a in args)}]"
+    if origin in (list, dict, tuple):
+        return origin.__name__
+    return "Any"
+
+
+def _unspell(text: str | None) -> Any:
+    if text is None:
+        return None
+    names = {**_SIMPLE, "Any": Any, "Literal": Literal, "Union": Union, "None": None}
+    return eval(text, {"__builtins__": {}}, names)  # noqa: S307  (our own file, written by _spell)
 
 
 def check_passthrough(value: dict[str, Any], section: str) -> dict[str, Any]:
@@ -587,6 +680,12 @@ def check_passthrough(value: dict[str, Any], section: str) -> dict[str, Any]:
             ) from None
         if isinstance(item, str) and isinstance(coerced, int | float) and not isinstance(coerced, bool):
             out[key] = coerced
+        number = out[key]
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            if key in _POSITIVE[section] and number <= 0:
+                raise _custom((key,), f"{class_name}.{key} must be greater than 0, got {_show(item)}")
+            if key in _NON_NEGATIVE[section] and number < 0:
+                raise _custom((key,), f"{class_name}.{key} must be 0 or more, got {_show(item)}")
     return out
 
 
@@ -764,7 +863,8 @@ def config_reference_markdown() -> str:
         "## Config reference",
         "",
         "Generated by `pickloop config reference` from `loop/config.py`. Unknown keys are errors.",
-        "Relative paths resolve against the config file's folder; `~` and `${PICKLOOP_HOME}` expand.",
+        "Relative paths resolve against the config file's folder; `~`, `${PICKLOOP_HOME}` and other",
+        "`${VAR}` expand in paths (an unset or empty variable is an error naming the key).",
         "Secrets never go in the config: use `ARGILLA_API_KEY` / `HF_TOKEN` or files with mode 0600.",
     ]
     for name, field in RunConfig.model_fields.items():
@@ -800,6 +900,9 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and annotation in _TYPE_NAMES:
         return _TYPE_NAMES[annotation]
     origin = get_origin(annotation)
+    if origin is Annotated:  # list items with a range: `list of number (> 0)`
+        base, *metadata = get_args(annotation)
+        return _type_name(base) + _ranges(metadata)
     if origin is Literal:
         return " | ".join(json.dumps(a) for a in get_args(annotation))
     if origin in (Union, types.UnionType):
@@ -815,12 +918,17 @@ def _type_name(annotation: Any) -> str:
 
 
 def _constraints(field: Any) -> str:
+    return _ranges(field.metadata)
+
+
+def _ranges(metadata: Any) -> str:
     ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
     parts = []
-    for meta in field.metadata:
-        for attr, op in ops.items():
-            if getattr(meta, attr, None) is not None:
-                parts.append(f"{op} {getattr(meta, attr)}")
+    for meta in metadata:
+        for inner in getattr(meta, "metadata", None) or [meta]:  # a nested `Field(gt=0)` keeps its own list
+            for attr, op in ops.items():
+                if getattr(inner, attr, None) is not None:
+                    parts.append(f"{op} {getattr(inner, attr)}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -831,3 +939,12 @@ def _default(field: Any) -> str:
     if isinstance(value, BaseModel):
         return "(section defaults)"
     return f"`{json.dumps(value, default=str)}`"
+
+
+if __name__ == "__main__":  # python -m loop.config snapshot: rewrite passthrough_fields.json
+    import sys
+
+    if sys.argv[1:] != ["snapshot"]:
+        raise SystemExit("usage: python -m loop.config snapshot")
+    PASSTHROUGH_SNAPSHOT.write_text(json.dumps(passthrough_snapshot(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {PASSTHROUGH_SNAPSHOT}")

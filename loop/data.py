@@ -160,11 +160,12 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
-                if b"\0" in raw:
-                    yield n, _Row(None, "binary data, not JSON lines text; is this the right file?")
-                    return
-                yield n, _Row(
-                    None, f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8"
+                yield (
+                    n,
+                    _Row(
+                        None,
+                        f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8",
+                    ),
                 )
                 continue
             if not line.strip():
@@ -182,6 +183,11 @@ def load_jsonl(path: str | Path) -> list[Example]:
     if not path.is_file():
         raise DataError("file not found", file=path)
     try:
+        with path.open("rb") as f:
+            head = f.read(8192)
+        if b"\0" in head:  # text never holds NUL bytes: an image, archive, parquet or arrow file
+            line = head[: head.index(b"\0")].count(b"\n") + 1
+            raise DataError("binary data, not JSON lines text; is this the right file?", file=path, line=line)
         return validate_rows(_jsonl_rows(path), str(path))
     except OSError as exc:  # unreadable (permissions, I/O error)
         raise DataError(f"cannot read: {exc.strerror or exc}", file=path) from None
@@ -219,7 +225,9 @@ def load_hf(path: str, *, revision: str | None = None, split: str = "train") -> 
         if type(exc).__module__.split(".")[0] not in ("datasets", "huggingface_hub", "pyarrow", "fsspec"):
             raise
         cause = exc.__cause__ or exc
-        raise DataError(f"cannot load dataset ({type(exc).__name__}): {_first_line(cause)}", file=path) from exc
+        raise DataError(
+            f"cannot load dataset ({type(exc).__name__}): {_first_line(cause)}", file=path
+        ) from exc
     source = f"{path}@{revision}[{split}]" if revision else f"{path}[{split}]"
     return validate_rows(enumerate(ds, start=1), source, row_word="row")
 
