@@ -616,3 +616,17 @@ def test_unhealable_transport_errors_are_not_retried() -> None:
     with pytest.raises(httpx.ConnectError) as info:
         httpx.get(CLOSED, timeout=5)
     assert is_retryable(info.value)  # a server may be starting: worth one more try
+
+
+def test_refusals_are_not_retried_and_bare_transport_errors_are_described() -> None:
+    import httpx
+
+    from loop.errors import AuthError, NotFoundError, describe_error
+    from loop.retry import is_retryable
+
+    assert not is_retryable(AuthError("GET /api/v1/me: HTTP 401, bad or missing API key"))
+    assert not is_retryable(NotFoundError("GET /api/v1/me: HTTP 404"))
+    # An httpx error without a request attached (httpx raises RuntimeError on `.request`) is still one line.
+    assert describe_error(httpx.ConnectError("[Errno 111] Connection refused")).startswith(
+        "cannot reach the server"
+    )
