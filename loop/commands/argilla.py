@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -23,7 +24,7 @@ def _interactive(show_password: bool | None) -> bool:
     """Show a secret only to a person at a terminal: a log file or CI output outlives it."""
     if show_password is not None:
         return show_password
-    return click.get_text_stream("stdout").isatty()
+    return sys.stdout.isatty()
 
 
 @click.group()
