@@ -630,3 +630,15 @@ def test_refusals_are_not_retried_and_bare_transport_errors_are_described() -> N
     assert describe_error(httpx.ConnectError("[Errno 111] Connection refused")).startswith(
         "cannot reach the server"
     )
+
+
+def test_wrong_argilla_key_is_one_line_without_retries(argilla_stack, tmp_path: Path) -> None:
+    """A real Argilla server refusing the key (401): one line, no retry, before anything is written."""
+    case = Case("wrong-key", (), set={"argilla.api_url": argilla_stack.api_url})
+    config = make_work(tmp_path / "work", case)
+    before = snapshot(tmp_path / "work")
+    env = cli_env(tmp_path, {"ARGILLA_API_KEY": "argilla.not-the-key"})
+    proc = run_cli(["run", config.name], env, config.parent)
+    assert_one_clean_error(proc, (f"Argilla at {argilla_stack.api_url} refused the API key", "HTTP 401"))
+    assert "retry" not in proc.stderr and "argilla.not-the-key" not in proc.stderr
+    assert snapshot(tmp_path / "work") == before
