@@ -20,7 +20,7 @@ import httpx
 
 from loop.errors import AlreadyExistsError, ArgillaError, AuthError, NotFoundError, PickloopError
 from loop.paths import argilla_home
-from loop.retry import is_retryable, status_of, with_retries
+from loop.retry import cannot_heal, is_retryable, status_of, with_retries
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -132,7 +132,7 @@ def _is_loopback(url: str) -> bool:
 def _post_retryable(exc: BaseException) -> bool:
     """A POST is replayed only when the server surely did not act on it."""
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout):
-        return True
+        return not cannot_heal(exc)
     return status_of(exc) in (429, 503)
 
 

@@ -9,6 +9,7 @@ one clean line and exit code 1; a traceback only with `--debug`.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import click
@@ -33,11 +34,23 @@ def cli(verbose: int, debug: bool) -> None:
     """
     global _debug
     _debug = debug
+    _blank_env_is_unset()
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
 
 
 register(cli)
+
+BLANK_MEANS_UNSET = ("HF_ENDPOINT", "HF_TOKEN", "ARGILLA_API_URL", "ARGILLA_API_KEY")
+"""Variables an empty value would break (huggingface_hub builds URLs on an empty `HF_ENDPOINT`): an
+empty or blank one is treated as unset, before any library reads it."""
+
+
+def _blank_env_is_unset() -> None:
+    for name in BLANK_MEANS_UNSET:
+        if name in os.environ and not os.environ[name].strip():
+            del os.environ[name]
+
 
 RESUMABLE = "Interrupted; the run directory holds a resumable state: re-run the same command to continue."
 

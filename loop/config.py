@@ -17,13 +17,14 @@ import stat
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -49,7 +50,7 @@ class RunSettings(Section):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
     )
     dir: Path | None = Field(None, description="Run directory (default: $PICKLOOP_HOME/runs/<name>).")
-    seed: int = Field(0, description="Seed for training, sampling and candidate shuffling.")
+    seed: int = Field(0, ge=0, description="Seed for training, sampling and candidate shuffling.")
     max_rounds: int = Field(3, ge=1, description="Rounds to run before `pickloop run` stops.")
 
 
@@ -108,11 +109,13 @@ class GenerateSettings(Section):
     k: int = Field(
         4, ge=2, le=50, description="Candidates per assistant turn (a greedy one plus sampled ones)."
     )
-    temperatures: list[float] = Field(
-        [0.7, 1.0], description="Sampling temperatures, cycled over the sampled candidates."
+    temperatures: list[Annotated[float, Field(gt=0)]] = Field(
+        [0.7, 1.0],
+        min_length=1,
+        description="Sampling temperatures, cycled over the sampled candidates.",
     )
     top_p: float = Field(0.95, gt=0, le=1, description="Nucleus sampling for sampled candidates.")
-    seeds: list[int] = Field(
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list,
         description="Seeds of the sampled candidates, cycled; empty uses run.seed + 1, + 2, ...",
     )
@@ -129,7 +132,8 @@ class ArgillaSettings(Section):
     """Where labelers rank candidates: the embedded server or a remote `api_url`."""
 
     api_url: str | None = Field(
-        None, description="Existing Argilla deployment; empty means the embedded server."
+        None,
+        description="Existing Argilla deployment (http:// or https://); empty means the embedded server.",
     )
     home: Path | None = Field(None, description="Embedded server home (default: $PICKLOOP_HOME/argilla).")
     workspace: str = Field("pickloop", description="Workspace that holds the round datasets.")
@@ -146,6 +150,17 @@ class ArgillaSettings(Section):
         None,
         description="File (mode 0600) holding the API key of `api_url` when `ARGILLA_API_KEY` is not set.",
     )
+
+    @field_validator("api_url")
+    @classmethod
+    def _check_api_url(cls, value: str | None) -> str | None:
+        """An `ftp://` or host-less URL can never work: refuse it here, not after training."""
+        if value is None or not value.strip():
+            return None
+        problem = http_url_problem(value)
+        if problem:
+            raise _custom((), problem)
+        return value.strip()
 
 
 class WaitSettings(Section):
@@ -193,6 +208,49 @@ class PublishSettings(Section):
         None, description="File (mode 0600) holding the Hub token when `HF_TOKEN` is not set."
     )
 
+    @field_validator("hub_repo")
+    @classmethod
+    def _check_hub_repo(cls, value: str | None) -> str | None:
+        """A repo id the Hub would refuse fails here, not at publish after the labelers' work."""
+        if value is None or not value.strip():
+            return None
+        problem = repo_id_problem(value)
+        if problem:
+            raise _custom((), problem)
+        return value
+
+
+# --------------------------------------------------------------------------- URL and repo id checks
+
+# huggingface_hub's `validate_repo_id` rules, without importing it (config errors must stay instant).
+_REPO_ID = re.compile(r"^(\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b$")
+
+
+def repo_id_problem(value: str) -> str | None:
+    """Why `value` is not a Hub repo id (`name` or `owner/name`), or None when it is one."""
+    if not _REPO_ID.match(value) or "--" in value or ".." in value or value.endswith(".git"):
+        return (
+            f"not a Hub repo id: {_show(value)}; use `name` or `owner/name` with letters, digits, "
+            "'-', '_' and '.' (no '--' or '..', at most 96 characters)"
+        )
+    return None
+
+
+def http_url_problem(value: str) -> str | None:
+    """Why `value` is not an http(s) URL with a host, or None when it is one."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018  (raises ValueError on a bad port)
+    except ValueError as exc:
+        return f"not a valid URL ({exc}): {_show(value)}"
+    if parts.scheme not in ("http", "https"):
+        return f"the URL must start with http:// or https://, got {_show(value)}"
+    if not parts.hostname:
+        return f"the URL has no host: {_show(value)}"
+    return None
+
 
 class RunConfig(Section):
     """A whole run config (one YAML file); see `load_config`."""
@@ -206,6 +264,16 @@ class RunConfig(Section):
     wait: WaitSettings = Field(default_factory=WaitSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    _file: str | None = PrivateAttr(None)
+    _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
+
+    def error(self, message: str, key: str) -> ConfigError:
+        """A `ConfigError` about dotted `key`, with the config file and the key's line when known
+        (for problems found after loading, e.g. by the preflight checks)."""
+        loc = tuple(key.split("."))
+        return ConfigError(
+            message, file=self._file, line=_line_for(loc, self._lines) if self._file else None, key=key
+        )
 
     @model_validator(mode="before")
     @classmethod
@@ -280,7 +348,8 @@ def parse_config(
     except ValidationError as exc:
         raise _config_error(exc, data, lines or {}, file) from None
     if base_dir is not None:
-        _resolve_paths(cfg, Path(base_dir))
+        _resolve_paths(cfg, Path(base_dir), file, lines or {})
+    cfg._file, cfg._lines = file, lines or {}
     return cfg
 
 
@@ -452,6 +521,19 @@ def _show(value: Any) -> str:
 MANAGED_SFT_KEYS = {"output_dir": "pickloop trains in the round directory"}
 """`SFTConfig` fields pickloop sets itself."""
 
+_POSITIVE = {
+    "sft": (
+        "learning_rate",
+        "num_train_epochs",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "max_length",
+    ),
+    "lora": ("r", "lora_alpha"),
+}
+_NON_NEGATIVE = {"sft": ("weight_decay", "warmup_ratio", "warmup_steps"), "lora": ("lora_dropout",)}
+"""Ranges TRL/PEFT only find out about in training (a negative learning rate trains backwards)."""
+
 _PASSTHROUGH = {
     "sft": ("trl", "SFTConfig", "https://huggingface.co/docs/trl/sft_trainer#trl.SFTConfig"),
     "lora": ("peft", "LoraConfig", "https://huggingface.co/docs/peft/package_reference/lora"),
@@ -459,28 +541,106 @@ _PASSTHROUGH = {
 _FIELDS_CACHE: dict[str, dict[str, Any] | None] = {}
 
 
+PASSTHROUGH_SNAPSHOT = Path(__file__).with_name("passthrough_fields.json")
+"""`SFTConfig`/`LoraConfig` field names and types for the pinned TRL/PEFT versions, so `config check`
+needs no TRL import (TRL pulls in torch: 3-4 s, measured, on every config error). A library at another
+version is imported instead. Regenerate with `python -m loop.config snapshot` after an upgrade;
+`tests/test_config.py` checks the file against the installed libraries."""
+
+
 def passthrough_fields(section: str) -> dict[str, Any] | None:
     """`SFTConfig` (`sft`) or `LoraConfig` (`lora`) field names -> type hints; None without the library.
 
-    Imported lazily: TRL pulls in torch, which `pickloop --help` must not pay for.
+    From the snapshot when the installed library has the snapshot's version (no import), else from
+    the class itself (imported lazily: TRL pulls in torch, which `pickloop --help` must not pay for).
     """
     if section not in _FIELDS_CACHE:
-        import dataclasses
-        import importlib
-        import typing
+        import importlib.metadata
 
         module_name, class_name, _ = _PASSTHROUGH[section]
         try:
-            cls = getattr(importlib.import_module(module_name), class_name)
-        except ImportError:
+            version = importlib.metadata.version(module_name)
+        except importlib.metadata.PackageNotFoundError:
             _FIELDS_CACHE[section] = None
             return None
-        try:
-            hints = typing.get_type_hints(cls)
-        except Exception:  # an unresolvable annotation: check names only
-            hints = {}
-        _FIELDS_CACHE[section] = {f.name: hints.get(f.name) for f in dataclasses.fields(cls) if f.init}
+        snapshot = _read_snapshot().get(module_name, {})
+        if snapshot.get("version") == version and class_name in snapshot:
+            _FIELDS_CACHE[section] = {k: _unspell(v) for k, v in snapshot[class_name].items()}
+        else:
+            _FIELDS_CACHE[section] = _class_fields(section)
     return _FIELDS_CACHE[section]
+
+
+def _class_fields(section: str) -> dict[str, Any] | None:
+    """The fields of the real class (imports TRL/PEFT)."""
+    import dataclasses
+    import importlib
+    import typing
+
+    module_name, class_name, _ = _PASSTHROUGH[section]
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except ImportError:
+        return None
+    try:
+        hints = typing.get_type_hints(cls)
+    except Exception:  # an unresolvable annotation: check names only
+        hints = {}
+    return {f.name: hints.get(f.name) for f in dataclasses.fields(cls) if f.init}
+
+
+def _read_snapshot() -> dict[str, Any]:
+    try:
+        return json.loads(PASSTHROUGH_SNAPSHOT.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def passthrough_snapshot() -> dict[str, Any]:
+    """What `passthrough_fields.json` should hold for the installed TRL/PEFT (imports them)."""
+    import importlib.metadata
+
+    out: dict[str, Any] = {}
+    for section, (module_name, class_name, _) in _PASSTHROUGH.items():
+        fields = _class_fields(section)
+        if fields is not None:
+            out[module_name] = {
+                "version": importlib.metadata.version(module_name),
+                class_name: {k: _spell(v) for k, v in sorted(fields.items())},
+            }
+    return out
+
+
+_SIMPLE = {t.__name__: t for t in (int, float, bool, str, dict, list, tuple)}
+
+
+def _spell(hint: Any) -> str | None:
+    """A type hint as text `_unspell` reads back; classes of other libraries become `Any`."""
+    if hint is None:
+        return None
+    if hint is type(None):
+        return "None"
+    if hint is Any:
+        return "Any"
+    if isinstance(hint, type) and _SIMPLE.get(hint.__name__) is hint:
+        return hint.__name__
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(a) for a in args)}]"
+    if origin in (Union, types.UnionType):
+        return f"Union[{', '.join(str(_spell(a)) for a in args)}]"
+    if origin in (list, dict, tuple) and args:
+        return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else str(_spell(a)) for a in args)}]"
+    if origin in (list, dict, tuple):
+        return origin.__name__
+    return "Any"
+
+
+def _unspell(text: str | None) -> Any:
+    if text is None:
+        return None
+    names = {**_SIMPLE, "Any": Any, "Literal": Literal, "Union": Union, "None": None}
+    return eval(text, {"__builtins__": {}}, names)  # noqa: S307  (our own file, written by _spell)
 
 
 def check_passthrough(value: dict[str, Any], section: str) -> dict[str, Any]:
@@ -520,6 +680,12 @@ def check_passthrough(value: dict[str, Any], section: str) -> dict[str, Any]:
             ) from None
         if isinstance(item, str) and isinstance(coerced, int | float) and not isinstance(coerced, bool):
             out[key] = coerced
+        number = out[key]
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            if key in _POSITIVE[section] and number <= 0:
+                raise _custom((key,), f"{class_name}.{key} must be greater than 0, got {_show(item)}")
+            if key in _NON_NEGATIVE[section] and number < 0:
+                raise _custom((key,), f"{class_name}.{key} must be 0 or more, got {_show(item)}")
     return out
 
 
@@ -556,7 +722,12 @@ def read_secret(env_var: str, file: str | Path | None = None, *, required: bool 
     if value:
         return value
     if file is not None:
-        path = Path(_expand(str(file)))
+        try:
+            path = Path(_expand(str(file)))
+        except UnsetVariable as exc:
+            raise ConfigError(
+                f"environment variable ${exc.name} is not set (or is empty)", file=file
+            ) from None
         try:
             st = path.stat()
         except FileNotFoundError:
@@ -586,14 +757,33 @@ def read_secret(env_var: str, file: str | Path | None = None, *, required: bool 
 
 # --------------------------------------------------------------------------- paths
 
-_HOME_VAR = re.compile(r"\$\{PICKLOOP_HOME\}|\$PICKLOOP_HOME\b")
+_ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 _MAYBE_LOCAL = {("data", "path"), ("model", "name_or_path")}
 _DATA_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow"}
 
 
+class UnsetVariable(LookupError):
+    """A path names an environment variable that is not set (or is empty)."""
+
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
 def _expand(value: str) -> str:
-    """`~` and `${PICKLOOP_HOME}` in paths, so configs can point at what `pickloop` built."""
-    return os.path.expanduser(_HOME_VAR.sub(lambda _: str(paths.home()), value))
+    """`~`, `${PICKLOOP_HOME}` (its default when unset) and `${VAR}` / `$VAR` in paths, so configs can
+    point at what `pickloop` built; an unset or empty variable is an error, not an empty string."""
+
+    def var(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name == paths.ENV_HOME:
+            return str(paths.home())
+        found = os.environ.get(name, "")
+        if not found:
+            raise UnsetVariable(name)
+        return found
+
+    return os.path.expanduser(_ENV_VAR.sub(var, value))
 
 
 def _looks_local(value: str, base: Path) -> bool:
@@ -611,20 +801,37 @@ def _is_path_type(annotation: Any) -> bool:
     )
 
 
-def _resolve_paths(cfg: RunConfig, base: Path) -> None:
-    """Make every path field absolute against the config's folder; Hub ids stay as they are."""
+def _resolve_paths(cfg: RunConfig, base: Path, file: str, lines: dict[tuple[Any, ...], int]) -> None:
+    """Expand variables in path fields and make them absolute against the config's folder; Hub ids
+    stay as they are and must be valid repo ids."""
     for section_name in type(cfg).model_fields:
         section = getattr(cfg, section_name)
         for name, field in type(section).model_fields.items():
             value = getattr(section, name)
             if value is None:
                 continue
-            if _is_path_type(field.annotation):
-                setattr(section, name, Path(os.path.abspath(base / _expand(str(value)))))
-            elif (section_name, name) in _MAYBE_LOCAL and isinstance(value, str):
-                expanded = _expand(value)
-                if _looks_local(expanded, base):
-                    setattr(section, name, os.path.abspath(base / expanded))
+            loc = (section_name, name)
+            is_path = _is_path_type(field.annotation)
+            if not is_path and not (loc in _MAYBE_LOCAL and isinstance(value, str)):
+                continue
+            try:
+                expanded = _expand(str(value))
+            except UnsetVariable as exc:
+                raise ConfigError(
+                    f"environment variable ${exc.name} is not set (or is empty); set it or write the path",
+                    file=file,
+                    line=_line_for(loc, lines),
+                    key=_dotted(loc),
+                ) from None
+            local = is_path or _looks_local(expanded, base)
+            if not local:
+                problem = repo_id_problem(expanded)
+                if problem:
+                    what = "no such local path, and " + problem[0].lower() + problem[1:]
+                    raise ConfigError(what, file=file, line=_line_for(loc, lines), key=_dotted(loc))
+                continue
+            resolved = os.path.abspath(base / expanded)
+            setattr(section, name, Path(resolved) if is_path else resolved)
 
 
 # --------------------------------------------------------------------------- hashing
@@ -656,7 +863,8 @@ def config_reference_markdown() -> str:
         "## Config reference",
         "",
         "Generated by `pickloop config reference` from `loop/config.py`. Unknown keys are errors.",
-        "Relative paths resolve against the config file's folder; `~` and `${PICKLOOP_HOME}` expand.",
+        "Relative paths resolve against the config file's folder; `~`, `${PICKLOOP_HOME}` and other",
+        "`${VAR}` expand in paths (an unset or empty variable is an error naming the key).",
         "Secrets never go in the config: use `ARGILLA_API_KEY` / `HF_TOKEN` or files with mode 0600.",
     ]
     for name, field in RunConfig.model_fields.items():
@@ -692,6 +900,9 @@ def _type_name(annotation: Any) -> str:
     if isinstance(annotation, type) and annotation in _TYPE_NAMES:
         return _TYPE_NAMES[annotation]
     origin = get_origin(annotation)
+    if origin is Annotated:  # list items with a range: `list of number (> 0)`
+        base, *metadata = get_args(annotation)
+        return _type_name(base) + _ranges(metadata)
     if origin is Literal:
         return " | ".join(json.dumps(a) for a in get_args(annotation))
     if origin in (Union, types.UnionType):
@@ -707,12 +918,17 @@ def _type_name(annotation: Any) -> str:
 
 
 def _constraints(field: Any) -> str:
+    return _ranges(field.metadata)
+
+
+def _ranges(metadata: Any) -> str:
     ops = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
     parts = []
-    for meta in field.metadata:
-        for attr, op in ops.items():
-            if getattr(meta, attr, None) is not None:
-                parts.append(f"{op} {getattr(meta, attr)}")
+    for meta in metadata:
+        for inner in getattr(meta, "metadata", None) or [meta]:  # a nested `Field(gt=0)` keeps its own list
+            for attr, op in ops.items():
+                if getattr(inner, attr, None) is not None:
+                    parts.append(f"{op} {getattr(inner, attr)}")
     return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -723,3 +939,12 @@ def _default(field: Any) -> str:
     if isinstance(value, BaseModel):
         return "(section defaults)"
     return f"`{json.dumps(value, default=str)}`"
+
+
+if __name__ == "__main__":  # python -m loop.config snapshot: rewrite passthrough_fields.json
+    import sys
+
+    if sys.argv[1:] != ["snapshot"]:
+        raise SystemExit("usage: python -m loop.config snapshot")
+    PASSTHROUGH_SNAPSHOT.write_text(json.dumps(passthrough_snapshot(), indent=1, sort_keys=True) + "\n")
+    print(f"wrote {PASSTHROUGH_SNAPSHOT}")

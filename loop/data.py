@@ -154,8 +154,20 @@ def validate_rows(rows: Iterable[tuple[int, Any]], source: str, *, row_word: str
 
 
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
+    """Lines read as bytes and decoded one by one, so a bad byte names its line (not a file offset)."""
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield (
+                    n,
+                    _Row(
+                        None,
+                        f"not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); save the file as UTF-8",
+                    ),
+                )
+                continue
             if not line.strip():
                 continue
             try:
@@ -166,16 +178,34 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
 
 def load_jsonl(path: str | Path) -> list[Example]:
     path = Path(path)
+    if path.is_dir():
+        raise DataError("is a folder, not a JSONL file", file=path)
     if not path.is_file():
         raise DataError("file not found", file=path)
-    return validate_rows(_jsonl_rows(path), str(path))
+    try:
+        with path.open("rb") as f:
+            head = f.read(8192)
+        if b"\0" in head:  # text never holds NUL bytes: an image, archive, parquet or arrow file
+            line = head[: head.index(b"\0")].count(b"\n") + 1
+            raise DataError("binary data, not JSON lines text; is this the right file?", file=path, line=line)
+        return validate_rows(_jsonl_rows(path), str(path))
+    except OSError as exc:  # unreadable (permissions, I/O error)
+        raise DataError(f"cannot read: {exc.strerror or exc}", file=path) from None
 
 
 def load_hf(path: str, *, revision: str | None = None, split: str = "train") -> list[Example]:
     """Load a local HF dataset folder (`save_to_disk` or data files) or a Hub dataset id + revision."""
+    local = Path(path)
+    if local.is_dir() and not _has_data(local):
+        raise DataError(
+            "folder holds no dataset (no `save_to_disk` files and no .jsonl/.json/.parquet/.csv/.arrow "
+            "data files); point `data.path` at the file or the dataset folder",
+            file=path,
+        )
+    if not local.exists() and (path.startswith(("/", "./", "../", "~")) or local.suffix in _DATA_SUFFIXES):
+        raise DataError("file not found", file=path)
     import datasets
 
-    local = Path(path)
     try:
         if local.is_dir() and (
             (local / "dataset_info.json").exists() or (local / "dataset_dict.json").exists()
@@ -189,8 +219,32 @@ def load_hf(path: str, *, revision: str | None = None, split: str = "train") -> 
             ds = datasets.load_dataset(path, revision=revision, split=split)
     except (FileNotFoundError, KeyError, ValueError) as exc:
         raise DataError(f"cannot load dataset: {exc}", file=path) from exc
+    except Exception as exc:
+        # datasets wraps parse errors of data files (DatasetGenerationError) and Hub failures in its
+        # own classes; each is a bad input, not a bug: one line with its first cause.
+        if type(exc).__module__.split(".")[0] not in ("datasets", "huggingface_hub", "pyarrow", "fsspec"):
+            raise
+        cause = exc.__cause__ or exc
+        raise DataError(
+            f"cannot load dataset ({type(exc).__name__}): {_first_line(cause)}", file=path
+        ) from exc
     source = f"{path}@{revision}[{split}]" if revision else f"{path}[{split}]"
     return validate_rows(enumerate(ds, start=1), source, row_word="row")
+
+
+def _has_data(folder: Path) -> bool:
+    """Does a folder hold something `datasets` can load (saved dataset, or data files anywhere)?"""
+    if any((folder / n).exists() for n in ("dataset_info.json", "dataset_dict.json", "state.json")):
+        return True
+    return any(p.suffix.lower() in _DATA_SUFFIXES for p in folder.rglob("*") if p.is_file())
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+_DATA_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt"}
 
 
 def load_examples(path: str | Path, *, revision: str | None = None, split: str = "train") -> list[Example]:

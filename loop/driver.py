@@ -82,11 +82,21 @@ class Driver:
         last = max_rounds or self.config.run.max_rounds
         outcomes = []
         n = self.state().current_round()
+        self.preflight([(m, name) for m in range(n, last + 1) for name in PHASE_NAMES])
         while n <= last:
             for name in PHASE_NAMES:
                 outcomes.append(self.run_phase(n, name))
             n += 1
         return outcomes
+
+    def preflight(self, phases: list[tuple[int, str]]) -> None:
+        """Check, before anything runs, what the `(round, phase)` pairs not done yet will need (run
+        directory, model, data, Argilla, Hub token): a mistake fails now, not after training."""
+        from loop.preflight import preflight
+
+        state = self.state()
+        pending = [(n, name) for n, name in phases if not state.is_done(n, name)]
+        preflight(self.config, self.run_dir, pending, has_input=self.paths.round(1).input.exists())
 
     def run_phase(self, n: int, name: str) -> PhaseOutcome:
         phase = self._phase(name)

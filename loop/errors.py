@@ -107,7 +107,35 @@ def describe_error(exc: BaseException) -> str | None:
     name = type(exc).__name__
     module = type(exc).__module__.split(".")[0]
     if module in {"httpx", "httpcore", "requests", "urllib3"} and ("Connect" in name or "Timeout" in name):
-        request = getattr(exc, "request", None)
-        url = getattr(request, "url", None)
-        return f"cannot reach {url or 'the server'} ({name}); is it running and is the URL right?"
+        return f"cannot reach {_url_of(exc) or 'the server'} ({name}); is it running and is the URL right?"
+    if module in {"httpx", "requests"} and name in (
+        "UnsupportedProtocol",
+        "InvalidURL",
+        "InvalidSchema",
+        "MissingSchema",
+    ):
+        return (
+            f"bad URL {_url_of(exc) or ''} ({name}: {_first_line(exc)}); URLs start with http:// or https://"
+        )
+    if module == "huggingface_hub" and (name.endswith(("Error", "NotFound")) or name == "HFValidationError"):
+        # Repository/revision/entry not found, validation, offline mode, HTTP errors: first line only
+        # (the rest is a request id and a link); tokens never appear in these messages.
+        return f"Hugging Face Hub: {_first_line(exc)} ({name})"
+    if "StorageFull" in str(exc) or "No space left on device" in str(exc):
+        # safetensors (SafetensorError) and torch.save (RuntimeError) report ENOSPC in their own words
+        return f"No space left on device ({name} while writing); free some space and re-run: it resumes"
     return None
+
+
+def _url_of(exc: BaseException) -> str | None:
+    try:
+        request = getattr(exc, "request", None)
+    except RuntimeError:  # httpx raises when an error has no request attached
+        return None
+    url = getattr(request, "url", None)
+    return str(url) if url is not None else None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__

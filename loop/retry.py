@@ -7,6 +7,7 @@ Capped exponential waits, an explicit notion of what is retryable (connection er
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -48,12 +49,28 @@ def transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def cannot_heal(exc: BaseException) -> bool:
+    """Transport errors that the same request will meet again: a URL scheme the client does not speak,
+    a malformed URL, a host name that does not resolve."""
+    if type(exc).__name__ in ("UnsupportedProtocol", "InvalidURL", "InvalidSchema", "MissingSchema"):
+        return True
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:  # httpx wraps httpcore wraps socket.gaierror
+        seen.add(id(cur))
+        if isinstance(cur, socket.gaierror) and cur.errno != socket.EAI_AGAIN:
+            return True
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
 def is_retryable(exc: BaseException) -> bool:
-    """Connection-level failures and 408/429/5xx answers are worth another try; nothing else is."""
+    """Connection-level failures and 408/429/5xx answers are worth another try; nothing else is
+    (401/403/404 and a bad scheme or unknown host never heal)."""
     status = status_of(exc)
     if status is not None:
         return status in RETRYABLE_STATUS
-    return isinstance(exc, transport_errors())
+    return isinstance(exc, transport_errors()) and not cannot_heal(exc)
 
 
 def _retry_after(exc: BaseException) -> float | None:

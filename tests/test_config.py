@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -232,6 +233,24 @@ def test_yaml_exponent_without_dot_becomes_a_number(tmp_path: Path):
     cfg = load_config(path)
     assert cfg.train.sft["learning_rate"] == 1e-4 and isinstance(cfg.train.sft["learning_rate"], float)
     assert cfg.train.lora == {"r": 8}
+
+
+def test_config_check_with_trl_fields_does_not_import_trl(tmp_path: Path):
+    """`train.sft`/`train.lora` are checked from the snapshot of the pinned versions: config errors
+    stay instant (importing TRL pulls in torch)."""
+    path = write(tmp_path, MINIMAL + "train:\n  sft:\n    learning_rate: 1e-4\n  lora:\n    r: 8\n")
+    code = (
+        f"import sys; from loop.config import load_config; load_config({path!r}); "
+        "assert not {'trl', 'peft', 'torch', 'transformers'} & set(sys.modules), sys.modules.keys()"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_passthrough_snapshot_matches_the_installed_libraries():
+    from loop.config import PASSTHROUGH_SNAPSHOT, passthrough_snapshot
+
+    stored = json.loads(PASSTHROUGH_SNAPSHOT.read_text())
+    assert stored == passthrough_snapshot(), "TRL/PEFT changed: run `python -m loop.config snapshot`"
 
 
 def test_importing_config_does_not_import_trl():

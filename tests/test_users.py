@@ -174,8 +174,19 @@ def test_cli_users_add_list_remove(argilla_stack, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     password = json.loads((tmp_path / "users" / f"{name}.json").read_text())["password"]
-    assert result.output.count(password) == 1
+    # Not a terminal (CliRunner): the password stays in the 0600 file, which the output names.
+    assert password not in result.output
+    assert str(tmp_path / "users" / f"{name}.json") in result.output
     assert argilla_stack.api_key not in result.output
+
+    shown = _uniq("hank")
+    result = runner.invoke(
+        cli, [*base, "add", shown, "--show-password", "--home", str(tmp_path)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    shown_password = json.loads((tmp_path / "users" / f"{shown}.json").read_text())["password"]
+    assert result.output.count(shown_password) == 1
+    runner.invoke(cli, [*base, "remove", shown, "--home", str(tmp_path)], catch_exceptions=False)
 
     result = runner.invoke(cli, [*base, "list"], catch_exceptions=False)
     assert result.exit_code == 0

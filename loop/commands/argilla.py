@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -12,6 +13,18 @@ HOME_OPTION = click.option(
     default=None,
     help="Server home (database, index, logs, credentials). Default: $PICKLOOP_HOME/argilla.",
 )
+SHOW_PASSWORD_OPTION = click.option(
+    "--show-password/--no-show-password",
+    default=None,
+    help="Print new passwords (default: only when stdout is a terminal; else name the 0600 file).",
+)
+
+
+def _interactive(show_password: bool | None) -> bool:
+    """Show a secret only to a person at a terminal: a log file or CI output outlives it."""
+    if show_password is not None:
+        return show_password
+    return sys.stdout.isatty()
 
 
 @click.group()
@@ -40,7 +53,8 @@ def argilla(ctx: click.Context, api_url: str | None, api_key: str | None) -> Non
 @click.option("--port", default=6900, show_default=True, help="HTTP port of the server and UI.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--foreground", is_flag=True, help="Stay attached; Ctrl-C stops the whole stack.")
-def up(home: Path | None, port: int, host: str, foreground: bool) -> None:
+@SHOW_PASSWORD_OPTION
+def up(home: Path | None, port: int, host: str, foreground: bool, show_password: bool | None) -> None:
     """Start the embedded Argilla stack: server + UI, redis, rq worker, SQLite search engine.
 
     A second `up` on the same home reports the running server instead of starting another.
@@ -57,12 +71,16 @@ def up(home: Path | None, port: int, host: str, foreground: bool) -> None:
         return
     click.echo(f"Argilla is running at {info.api_url} (home {info.home}).")
     owner_file = server.StackPaths(info.home).owner_file
-    if info.created_owner:
+    if info.created_owner and _interactive(show_password):
         click.echo("Owner account created. These credentials are shown once; they are kept in")
         click.echo(f"{owner_file} (mode 0600):")
         click.echo(f"  username: {info.username}")
         click.echo(f"  password: {info.password}")
         click.echo(f"  API key:  {info.api_key}")
+    elif info.created_owner:
+        click.echo(
+            f"Owner account {info.username} created; password and API key kept in {owner_file} (mode 0600)."
+        )
     else:
         click.echo(f"Owner credentials: {owner_file}")
     click.echo("Stop it with `pickloop argilla down`.")
@@ -139,6 +157,7 @@ def users() -> None:
     help="Role of the new accounts.",
 )
 @HOME_OPTION
+@SHOW_PASSWORD_OPTION
 @click.pass_context
 def users_add(
     ctx: click.Context,
@@ -147,23 +166,25 @@ def users_add(
     create_workspace: bool,
     role: str,
     home: Path | None,
+    show_password: bool | None,
 ) -> None:
-    """Create labeler accounts NAME... with random passwords, shown once.
+    """Create labeler accounts NAME... with random passwords.
 
-    Each user's credentials are also written (mode 0600) to <home>/users/NAME.json. Nothing is created
-    when any name is invalid or taken, or when the workspace does not exist.
+    Each user's credentials are written (mode 0600) to <home>/users/NAME.json; the password is also
+    printed once when stdout is a terminal (or with --show-password). Nothing is created when any name
+    is invalid or taken, or when the workspace does not exist.
     """
-    from argilla_setup.users import add_users
+    from argilla_setup.users import add_users, describe_new_user
 
     with _api(ctx, home) as api:
         created = add_users(
             api, list(names), workspace=workspace, create_workspace=create_workspace, role=role, home=home
         )
         url = api.conn.api_url
-    click.echo(f"Created {len(created)} user(s) on {url}. Passwords are shown once:")
+    interactive = _interactive(show_password)
+    click.echo(f"Created {len(created)} user(s) on {url}:")
     for user in created:
-        where = f" in workspace {user.workspace}" if user.workspace else ""
-        click.echo(f"  {user.name}  password: {user.password}  ({user.role}{where}; {user.credentials_file})")
+        click.echo(f"  {describe_new_user(user, interactive)}")
 
 
 @users.command("list")

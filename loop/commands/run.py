@@ -60,6 +60,7 @@ def _phase_command(name: str, doc: str) -> click.Command:
     def cmd(config: Path, round_n: int | None) -> None:
         driver = _driver(config)
         n = round_n or driver.state().current_round()
+        driver.preflight([(n, name)])
         outcome = driver.run_phase(n, name)
         if outcome.skipped:
             click.echo(f"round {n}: {name} was already done; nothing to do.")

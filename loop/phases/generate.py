@@ -65,6 +65,12 @@ def run(ctx: RoundContext) -> Summary:
         stats=stats,
         chunks_dir=ctx.paths.candidate_chunks,
     )
+    cut_prompts, cut_answers = stats.get("truncated_prompts", 0), stats.get("truncated_answers", 0)
+    if cut_prompts or cut_answers:
+        ctx.report(
+            f"round {ctx.round}: {cut_prompts} prompt(s) cut from the left and {cut_answers} current "
+            "answer(s) scored on their first tokens only, to fit the model's context and train.sft.max_length"
+        )
     return Summary(
         turns=len(turns),
         candidates=sum(len(t.candidates) for t in turns),
