@@ -92,15 +92,23 @@ class TrainSettings(Section):
     sft: dict[str, Any] = Field(
         default_factory=dict, description="Fields passed to TRL `SFTConfig` (checked against its fields)."
     )
+    sft_later_rounds: dict[str, Any] = Field(
+        default_factory=dict,
+        description=(
+            "`SFTConfig` fields that override `sft` in rounds that start from the previous round's model "
+            "(strategy continue or merge_and_stack), e.g. fewer epochs: that model already knows every "
+            "answer the labelers kept, so later rounds only need to learn what changed."
+        ),
+    )
     lora: dict[str, Any] = Field(
         default_factory=dict, description="Fields passed to PEFT `LoraConfig` (checked against its fields)."
     )
 
-    @field_validator("sft", "lora")
+    @field_validator("sft", "sft_later_rounds", "lora")
     @classmethod
     def _check_passthrough(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
         """Unknown TRL/PEFT keys fail here, at load time, not an hour later inside training."""
-        return check_passthrough(value, info.field_name)
+        return check_passthrough(value, "sft" if info.field_name == "sft_later_rounds" else info.field_name)
 
 
 class GenerateSettings(Section):
@@ -119,7 +127,14 @@ class GenerateSettings(Section):
         default_factory=list,
         description="Seeds of the sampled candidates, cycled; empty uses run.seed + 1, + 2, ...",
     )
-    max_new_tokens: int = Field(256, ge=1, description="Longest candidate, in tokens.")
+    max_new_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Longest candidate, in tokens. auto: 1.25 x the 99th percentile of the round's current answers "
+            "(at least 16), so candidates can be as long as the answers they compete with; always capped "
+            "by the model's context and train.sft.max_length."
+        ),
+    )
     batch_size: int = Field(
         32, ge=1, description="Questions decoded together, each with its K candidates (batch_size x K rows)."
     )

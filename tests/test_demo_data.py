@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from loop.data import Example, load_jsonl, write_jsonl
-from loop.demo.data import KINDS, degrade, faq_path, load_demo_data
+from loop.demo.data import KINDS, degrade, faq_path, load_demo_data, short_answer
 
 
 @pytest.fixture(scope="module")
@@ -91,8 +91,20 @@ def test_degraded_rows_load_back_through_the_data_loader(tmp_path: Path) -> None
 
 
 def test_limit_takes_the_first_entries(faq: list[Example]) -> None:
-    demo = load_demo_data(0.0, limit=5)
+    demo = load_demo_data(0.0, limit=5, short=False)
     assert demo.examples == faq[:5] and demo.degraded == {}
+
+
+def test_short_answers_keep_the_opening_and_the_example_it_introduces(faq: list[Example]) -> None:
+    assert short_answer("One.\n\nTwo.") == "One."
+    assert short_answer("Like this::\n\n   x = 1\n\nMore.") == "Like this::\n\n   x = 1"
+    assert short_answer("a:\n\nb:\n\nc:\n\nd") == "a:\n\nb:\n\nc:", "at most three paragraphs"
+    demo = load_demo_data(0.0)
+    for ex, whole in zip(demo.examples, faq, strict=True):
+        assert answer(whole).strip().startswith(answer(ex)) and answer(ex).strip()
+    assert demo.references == {ex.id: answer(ex) for ex in demo.examples}
+    shorter = sum(len(answer(ex)) < len(answer(whole)) for ex, whole in zip(demo.examples, faq, strict=True))
+    assert shorter > len(faq) // 2
 
 
 def test_a_single_example_can_still_be_degraded(faq: list[Example]) -> None:

@@ -225,6 +225,47 @@ def test_a_huge_answer_is_capped_not_hung_on(trained_round, tmp_path: Path) -> N
     assert time.monotonic() - started < 60
     assert (stats["truncated_prompts"], stats["truncated_answers"]) == (1, 1)
     assert len(rows) == 2 and rows[0].current_mean_logprob is not None
+    auto = SETTINGS.model_copy(update={"max_new_tokens": "auto"})
+    stats = {}
+    generate_candidates(
+        examples,
+        trained_round.model.round_dir,
+        auto,
+        tmp_path / "a.parquet",
+        progress=False,
+        max_length=128,
+        stats=stats,
+    )
+    assert stats["max_new_tokens"] == 64, "auto follows the huge answer but stays within max_length"
+
+
+def test_auto_max_new_tokens_follows_the_answers_not_one_outlier() -> None:
+    from loop.phases.generate import auto_max_new_tokens
+
+    assert auto_max_new_tokens([]) == 16 and auto_max_new_tokens([3, 5]) == 16
+    assert auto_max_new_tokens([80] * 10) == 104  # 1.25 x 80 = 100, up to a multiple of 8
+    lengths = [40] * 199 + [1_000_000]
+    assert auto_max_new_tokens(lengths) == 56, "one pasted megabyte among 200 answers is ignored"
+    assert auto_max_new_tokens([40] * 50 + [1_000_000]) == 1_250_000  # 1 in 51 is above the 99th percentile
+
+
+def test_auto_max_new_tokens_is_resolved_and_recorded(trained_round, tmp_path: Path) -> None:  # noqa: F811
+    import pyarrow.parquet as pq
+    from transformers import AutoTokenizer
+
+    from loop.phases.generate import auto_max_new_tokens
+
+    examples = train_examples()
+    auto = SETTINGS.model_copy(update={"max_new_tokens": "auto"})
+    stats: dict[str, int] = {}
+    rows = generate_candidates(
+        examples, trained_round.model.round_dir, auto, tmp_path / "c.parquet", progress=False, stats=stats
+    )
+    meta = json.loads(pq.read_schema(tmp_path / "c.parquet").metadata[b"pickloop"])
+    assert meta["settings"]["max_new_tokens"] == stats["max_new_tokens"]
+    tok = AutoTokenizer.from_pretrained(str(trained_round.model.merged_dir))
+    lengths = [len(tok(r.current_answer, add_special_tokens=False)["input_ids"]) + 1 for r in rows]
+    assert stats["max_new_tokens"] == auto_max_new_tokens(lengths)
 
 
 @pytest.mark.train  # uses the trained round

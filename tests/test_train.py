@@ -189,6 +189,19 @@ def test_every_field_passes_through(tmp_path: Path) -> None:
     assert (lora.r, lora.lora_dropout, lora.target_modules) == (4, 0.1, "all-linear")
 
 
+def test_later_round_fields_override_only_later_rounds(tmp_path: Path) -> None:
+    settings = TrainSettings(
+        sft={"num_train_epochs": 20, "learning_rate": 1e-3}, sft_later_rounds={"num_train_epochs": "6"}
+    )
+    first, later = build_sft_config(settings, tmp_path, 0), build_sft_config(settings, tmp_path, 0, later_round=True)
+    assert (first.num_train_epochs, later.num_train_epochs) == (20, 6)
+    assert first.learning_rate == later.learning_rate == 1e-3
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="sft_later_rounds(.|\n)*did you mean 'learning_rate'"):
+        TrainSettings(sft_later_rounds={"learnin_rate": 1})
+
+
 @pytest.mark.train
 def test_continue_and_merge_and_stack_improve(tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
     examples = train_examples()
@@ -197,10 +210,11 @@ def test_continue_and_merge_and_stack_improve(tiny_model: Path, tmp_path: Path) 
     first = train_round(examples, model, fast_settings(**short), tmp_path / "round-1", seed=0)
     before = _mean_answer_logprob(first.model.round_dir, examples)
     for strategy in ("continue", "merge_and_stack"):
+        settings = fast_settings(strategy, **short).model_copy(update={"sft_later_rounds": {"num_train_epochs": 5}})
         result = train_round(
             examples,
             model,
-            fast_settings(strategy, **short),
+            settings,
             tmp_path / strategy,
             previous=first.model,
             seed=1,
@@ -211,6 +225,9 @@ def test_continue_and_merge_and_stack_improve(tiny_model: Path, tmp_path: Path) 
         expected_base = str(tiny_model.resolve()) if strategy == "continue" else str(first.model.merged_dir)
         assert result.model.base_model == expected_base
         assert result.model.strategy == strategy
+        trained = json.loads((result.model.round_dir / "train_config.json").read_text())["sft"]
+        assert trained["num_train_epochs"] == 5, "sft_later_rounds applies to a round that continues"
+    assert json.loads((first.model.round_dir / "train_config.json").read_text())["sft"]["num_train_epochs"] == 4
     with pytest.raises(StateError, match="merge_and_stack"):
         no_merged = first.model.__class__(**{**first.model.__dict__, "merged_dir": None})
         make_trainer(examples, model, fast_settings("merge_and_stack"), tmp_path / "x", previous=no_merged)

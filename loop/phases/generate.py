@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,7 @@ class Summary:
     generate_runtime_s: float | None = None
     truncated_prompts: int = 0  # contexts cut (from the left) to fit the model's context / max_length
     truncated_answers: int = 0  # current answers scored on their first tokens only, for the same reason
+    max_new_tokens: int | None = None  # the candidates' length limit this round used (auto resolved)
     chunks_written: int = 0
     chunks_reused: int = 0  # chunks of an interrupted run with the same model, settings and turns
 
@@ -80,6 +82,7 @@ def run(ctx: RoundContext) -> Summary:
         truncated_answers=stats.get("truncated_answers", 0),
         chunks_written=stats.get("chunks_written", 0),
         chunks_reused=stats.get("chunks_reused", 0),
+        max_new_tokens=stats.get("max_new_tokens"),
     )
 
 
@@ -145,6 +148,33 @@ def candidate_seed(spec: SampleSpec, example_id: str, turn: int) -> int:
     key = [spec.seed, spec.temperature, spec.top_p, example_id, turn]
     digest = hashlib.sha256(json.dumps(key).encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
+
+
+AUTO_HEADROOM = 1.25
+"""`max_new_tokens: auto` leaves this much room above the answers' 99th-percentile length."""
+AUTO_MIN_NEW_TOKENS = 16
+
+
+def auto_max_new_tokens(answer_lengths: Sequence[int]) -> int:
+    """1.25 x the 99th percentile of the current answers' lengths, rounded up to a multiple of 8.
+
+    A percentile, not the maximum: one pasted 1 MB answer must not make every candidate that long."""
+    if not answer_lengths:
+        return AUTO_MIN_NEW_TOKENS
+    ordered = sorted(answer_lengths)
+    p99 = ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+    return max(AUTO_MIN_NEW_TOKENS, math.ceil(AUTO_HEADROOM * p99 / 8) * 8)
+
+
+def resolve_max_new_tokens(settings: GenerateSettings, turns, tokenizer) -> GenerateSettings:
+    """The settings with `max_new_tokens: auto` replaced by its value for these turns' answers."""
+    if settings.max_new_tokens != "auto":
+        return settings
+    lengths = [
+        len(tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]) + 1
+        for ex, _, idx, _ in turns
+    ]
+    return settings.model_copy(update={"max_new_tokens": auto_max_new_tokens(lengths)})
 
 
 def generation_limits(model, settings: GenerateSettings, max_length: int | None) -> tuple[int, int]:
@@ -458,8 +488,10 @@ def generate_candidates(
 
         tokenizer = AutoTokenizer.from_pretrained(str(merged))
         config = AutoConfig.from_pretrained(str(merged))
+        turns = _prompts(examples, tokenizer)
+        settings = resolve_max_new_tokens(settings, turns, tokenizer)
         budget, max_new = generation_limits(type("M", (), {"config": config}), settings, max_length)
-        turns = _capped(_prompts(examples, tokenizer), budget, stats)
+        turns = _capped(turns, budget, stats)
         prompts = [t[3] for t in turns]
         keys = [(ex.id, ordinal) for ex, ordinal, _, _ in turns]
         capped = settings.model_copy(update={"max_new_tokens": max_new})
@@ -469,8 +501,10 @@ def generate_candidates(
         rows = _assemble(model, tokenizer, turns, specs, generated, currents)
     else:
         model, tokenizer = load_generation_model(source, model_settings)
+        turns = _prompts(examples, tokenizer)
+        settings = resolve_max_new_tokens(settings, turns, tokenizer)
         budget, max_new = generation_limits(model, settings, max_length)
-        turns = _capped(_prompts(examples, tokenizer), budget, stats)
+        turns = _capped(turns, budget, stats)
         currents = _currents(turns, tokenizer, budget + max_new, stats)
         capped = settings.model_copy(update={"max_new_tokens": max_new})
         base_key = [_fingerprint(source), seed, capped.model_dump(mode="json"), [asdict(s) for s in specs]]
@@ -496,6 +530,7 @@ def generate_candidates(
                 write_candidates(done, path, {"chunk_key": key})
                 stats["chunks_written"] += 1
             rows += done
+    stats["max_new_tokens"] = max_new
     meta = {
         "source": str(source),
         "seed": seed,

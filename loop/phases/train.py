@@ -133,10 +133,14 @@ def _sft_defaults() -> dict[str, Any]:
     }
 
 
-def build_sft_config(settings: TrainSettings, output_dir: str | Path, seed: int) -> SFTConfig:
+def build_sft_config(
+    settings: TrainSettings, output_dir: str | Path, seed: int, *, later_round: bool = False
+) -> SFTConfig:
+    """`later_round`: the round starts from the previous round's model, so `sft_later_rounds` applies."""
     from trl import SFTConfig
 
-    kwargs = {"seed": seed, "data_seed": seed, **_sft_defaults(), **settings.sft}
+    later = settings.sft_later_rounds if later_round else {}
+    kwargs = {"seed": seed, "data_seed": seed, **_sft_defaults(), **settings.sft, **later}
     if "activation_checkpointing" not in {f.name for f in dataclasses.fields(SFTConfig)}:
         kwargs["gradient_checkpointing"] = kwargs.pop("activation_checkpointing")
     try:
@@ -180,7 +184,7 @@ def make_trainer(
 
     strategy = train_settings.strategy if previous is not None else "from_base"
     base = _base_for(model_settings, strategy, previous)
-    args = build_sft_config(train_settings, output_dir, seed)
+    args = build_sft_config(train_settings, output_dir, seed, later_round=strategy != "from_base")
     tokenizer = load_tokenizer(base, model_settings)
     if args.assistant_only_loss and args.chat_template_path is None:
         ensure_generation_markers(tokenizer)
