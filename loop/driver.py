@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +49,17 @@ class Driver:
         report: Reporter | None = None,
         progress: bool = True,
         simulated_labelers: bool | None = None,
+        on_phase_done: Callable[[PhaseOutcome], None] | None = None,
     ):
+        """`on_phase_done` hears of every phase that ran (not of skipped ones), after it is recorded:
+        the place for a caller's own output (the demo's per-round result, the labelers' hand-off)."""
         self.config = config
         self.run_dir = config.run_dir()
         self.paths = RunPaths(self.run_dir)
         self.report = report or (lambda msg: log.info(msg))
         self.progress = progress
         self.simulated_labelers = simulated_labelers
+        self.on_phase_done = on_phase_done
         self._examples: dict[int, list] = {}  # round -> its input (immutable once written)
 
     def state(self) -> RunState:
@@ -130,7 +135,10 @@ class Driver:
             self._examples[n] = ctx._examples
         if is_main_process():  # under a distributed launch, one process records the phase
             self.state().mark_done(n, name, want, seconds, dataclasses.asdict(summary), keys=keys)
-        return PhaseOutcome(n, name, False, seconds, summary)
+        outcome = PhaseOutcome(n, name, False, seconds, summary)
+        if self.on_phase_done is not None:
+            self.on_phase_done(outcome)
+        return outcome
 
     def redo_plan(self, n: int, name: str) -> list[tuple[int, str]]:
         """What `redo(n, name)` would forget: that phase, every later phase of round n, later rounds."""

@@ -28,12 +28,17 @@ def test_demo_runs_two_simulated_rounds(pickloop_home: Path) -> None:
     assert result.exit_code == 0, out
     assert "SIMULATION: 2 simulated labelers" in out
     assert "(Labelers were SIMULATED in this run.)" in out
+    assert "argilla.min_submitted 1 -> 2" in out, "the demo says it raised min_submitted"
+    results = [line for line in out.splitlines() if line.startswith("round ") and " result: " in line]
+    assert [line.split()[1] for line in results] == ["1", "2"], "one result line as each round ends"
+    assert "Round 1 is ready for labelers" not in out, "no hand-off to people in a simulation"
     # The per-round table: round 0 (step-1 data) and rounds 1-2.
     table = [line for line in out.splitlines() if line.startswith("| ")]
     assert table[0].startswith("| round | data F1 vs reference | model F1 vs reference |")
     assert [line.split("|")[1].strip() for line in table[1:]] == ["0", "1", "2"]
 
-    run_dir = pickloop_home / "runs" / "demo"
+    run_dir = pickloop_home / "runs" / "demo-simulated"
+    assert not (pickloop_home / "runs" / "demo").exists(), "the demo with people has a run of its own"
     report = json.loads((run_dir / "report.json").read_text())
     assert [r["round"] for r in report] == [0, 1, 2]
     assert all(sum(r["choices"].values()) == 16 for r in report[1:])

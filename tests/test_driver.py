@@ -43,9 +43,13 @@ def env(argilla_stack, monkeypatch: pytest.MonkeyPatch):
 def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg_path = make_config(tmp_path, tiny_model, env.api_url)
     cfg = load_config(cfg_path)
-    driver = Driver(cfg, progress=False)
+    heard = []
+    driver = Driver(cfg, progress=False, on_phase_done=heard.append)
     for phase in ("train", "generate", "push"):
         driver.run_phase(1, phase)
+    assert driver.run_phase(1, "train").skipped
+    assert [(o.round, o.phase, o.skipped) for o in heard] == [(1, p, False) for p in ("train", "generate", "push")]
+    assert heard[2].summary.records == 6, "the callback gets the phase's summary"
     rd = driver.paths.round(1).dir
     plan = read_plan(rd)
     pushed = read_push(rd)

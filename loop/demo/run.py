@@ -63,6 +63,34 @@ def prepare_model(cfg: RunConfig, report: Reporter) -> None:
         report(f"tiny model (random weights, BPE trained on the FAQ) -> {out}")
 
 
+def handoff(cfg: RunConfig, api_url: str, home: Path, outcome) -> str:
+    """What the labelers need, printed once a round's records are in Argilla (not before)."""
+    from argilla_setup.users import credentials_file
+
+    files = ", ".join(f"{name}: {credentials_file(name, home)}" for name in cfg.argilla.labelers)
+    return (
+        f"Round {outcome.round} is ready for labelers: {outcome.summary.records} records in dataset "
+        f"{outcome.summary.dataset}. Sign in at {api_url}/sign-in (user names and passwords in the 0600 files "
+        f"{files}), open the dataset, rank the answers best to worst (ties allowed), write a better answer "
+        "when none is right, and submit. The demo carries on when every record has its rankings."
+    )
+
+
+def round_result(driver, references: dict[str, str], n: int) -> str:
+    """One line per finished round: how close the data and the model came to the reference."""
+    from loop.demo.report import build_rows
+
+    rows = build_rows(driver, references)
+    row = next(r for r in rows if r.round == n)
+    start = rows[0].data_f1
+    model = "-" if row.model_f1 is None else f"{row.model_f1:.3f}"
+    choices = " / ".join(str(row.choices.get(k, 0)) for k in ("original", "model", "edited"))
+    return (
+        f"round {n} result: data F1 vs reference {start:.3f} (step 1) -> {row.data_f1:.3f}, "
+        f"model F1 {model}; kept original / model / edited: {choices}"
+    )
+
+
 def run_demo(
     *,
     config_path: Path | None = None,
@@ -83,13 +111,20 @@ def run_demo(
         cfg.run.max_rounds = rounds
     simulated = simulate_labelers > 0
     if simulated:
+        # Its own run (and Argilla datasets): a later demo with people never resumes a simulated run.
+        cfg.run.name = f"{cfg.run.name}-simulated"
         cfg.argilla.labelers = [f"sim-labeler-{i}" for i in range(1, simulate_labelers + 1)]
-        cfg.argilla.min_submitted = simulate_labelers
         report(
             f"SIMULATION: {simulate_labelers} simulated labelers ({', '.join(cfg.argilla.labelers)}) will rank "
             "the candidates through the real Argilla API, by similarity to the reference answers. "
-            "No person labels in this run."
+            f"No person labels in this run (run '{cfg.run.name}', kept apart from the demo with people)."
         )
+        if cfg.argilla.min_submitted < simulate_labelers:
+            report(
+                f"Each record waits for all {simulate_labelers} simulated labelers (argilla.min_submitted "
+                f"{cfg.argilla.min_submitted} -> {simulate_labelers}), so the report can measure their agreement."
+            )
+            cfg.argilla.min_submitted = simulate_labelers
     references = prepare_data(cfg, fraction=fraction, limit=limit, report=report)
     prepare_model(cfg, report)
 
@@ -97,7 +132,15 @@ def run_demo(
     report(f"Argilla {'is already running' if info.already_running else 'started'} at {info.api_url}")
     home = server.resolve_home(cfg.argilla.home)
 
-    driver = Driver(cfg, report=report, progress=progress, simulated_labelers=simulated)
+    def on_phase_done(outcome) -> None:
+        if outcome.phase == "push" and not simulated:
+            report(handoff(cfg, info.api_url, home, outcome))
+        if outcome.phase == "publish":
+            report(round_result(driver, references, outcome.round))
+
+    driver = Driver(
+        cfg, report=report, progress=progress, simulated_labelers=simulated, on_phase_done=on_phase_done
+    )
     labelers = None
     if simulated:
         from loop.demo.simulate import SimulatedLabelers
@@ -114,10 +157,9 @@ def run_demo(
         labelers.start()
     else:
         report(
-            f"Waiting for real labelers ({', '.join(cfg.argilla.labelers)}): their accounts are created when round 1 "
-            f"is pushed, with passwords printed once (kept 0600 in {home / 'users'}). Open {info.api_url}, sign in, "
-            "open the round's dataset, rank the answers best to worst (ties allowed), write a better answer when "
-            "none is right, and submit. This run resumes where it stopped if you interrupt it."
+            f"Labelers: {', '.join(cfg.argilla.labelers)}. Each round trains and generates first (a few minutes); "
+            "when its records are in Argilla, this prints where to sign in and what to do. "
+            "Interrupt and re-run at any time: the run resumes where it stopped."
         )
     try:
         driver.run()
