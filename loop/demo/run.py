@@ -34,15 +34,19 @@ def demo_config_path() -> Path:
     return Path(str(resources.files("loop.demo") / "demo.yaml"))
 
 
-def prepare_data(cfg: RunConfig, *, fraction: float, limit: int | None, report: Reporter) -> dict[str, str]:
+def prepare_data(
+    cfg: RunConfig, *, fraction: float, limit: int | None, report: Reporter, short_answers: bool = True
+) -> dict[str, str]:
     """Write the step-1 data where the config reads it, and the references beside the run (never
     where the model or the driver reads); returns the references."""
-    from loop.data import write_jsonl
+    from loop.data import load_jsonl, write_jsonl
     from loop.demo.data import load_demo_data
 
-    demo = load_demo_data(fraction=fraction, seed=cfg.run.seed, limit=limit)
+    demo = load_demo_data(fraction=fraction, seed=cfg.run.seed, limit=limit, short=short_answers)
     step1 = Path(cfg.data.path)
-    if not step1.exists():
+    # Rewritten when the options (or this version's demo data) differ, so the references always
+    # match it; a run that already started keeps its own snapshot of round 1's input.
+    if not step1.exists() or load_jsonl(step1) != demo.examples:
         write_jsonl(demo.examples, step1)
         report(
             f"step-1 data: {len(demo.examples)} Python FAQ answers, {len(demo.degraded)} of them degraded "
@@ -101,6 +105,7 @@ def run_demo(
     port: int = 6900,
     report: Reporter = print,
     progress: bool = True,
+    short_answers: bool = True,
 ) -> DemoResult:
     from argilla_setup import server
     from loop.demo.report import write_report
@@ -125,7 +130,7 @@ def run_demo(
                 f"{cfg.argilla.min_submitted} -> {simulate_labelers}), so the report can measure their agreement."
             )
             cfg.argilla.min_submitted = simulate_labelers
-    references = prepare_data(cfg, fraction=fraction, limit=limit, report=report)
+    references = prepare_data(cfg, fraction=fraction, limit=limit, report=report, short_answers=short_answers)
     prepare_model(cfg, report)
 
     info = server.start(cfg.argilla.home, port=port)
