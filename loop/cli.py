@@ -16,6 +16,7 @@ import click
 
 from loop import __version__
 from loop.commands import register
+from loop.console import quiet
 from loop.errors import PickloopError, describe_error
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -24,7 +25,7 @@ _debug = False
 
 @click.group(context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="pickloop")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option("-v", "--verbose", count=True, help="More log output, with the libraries' own warnings and progress bars (-vv for debug).")
 @click.option("--debug", is_flag=True, help="Show the traceback of an error (for bug reports).")
 def cli(verbose: int, debug: bool) -> None:
     """Self-predict and manual-select rounds for LoRA domain fine-tuning.
@@ -37,6 +38,7 @@ def cli(verbose: int, debug: bool) -> None:
     _blank_env_is_unset()
     level = logging.WARNING - 10 * verbose
     logging.basicConfig(level=max(level, logging.DEBUG), format="%(levelname)s %(name)s: %(message)s")
+    quiet(verbose)  # library warnings and progress bars only with -v
 
 
 register(cli)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 ROLES = ("system", "user", "assistant")
 MAX_REPORTED_ERRORS = 10
 PROVENANCE_COLUMNS = ("round", "choice", "annotator_count", "agreement")
-"""Columns every published round keeps beside `id` and `messages` (see DESIGN.md, Data)."""
+"""Columns every published round keeps beside `id` and `messages` (see docs/design.md, Data)."""
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,7 @@ log = logging.getLogger("pickloop.status")
 class RoundStatus:
     round: int
     phase: str  # the next phase to run, or "done"
-    total: int | None
-    completed: int | None
-    pending: int | None
+    labeling: str | None  # the wait phase's line (`loop.phases.wait.describe`), without the labelers
     labelers: tuple[tuple[str, int], ...]  # (username, submitted)
     revision: str | None
 
@@ -24,9 +22,12 @@ class RoundStatus:
 def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
     """One row per round started so far (and the next one), live progress for rounds in labeling.
 
-    An empty list means nothing has run yet. Finished rounds report what the pull read (nothing is
-    pending in a round that is done); rounds in labeling ask Argilla, once, without retries.
+    An empty list means nothing has run yet. A round whose wait is over reports its final counts
+    (complete, discarded, left unlabeled: nothing is pending any more); a round in labeling asks
+    Argilla once, without retries, and logs one warning when it cannot.
     """
+    from loop.phases.wait import describe, summary_progress
+
     state = driver.state()
     if not state.started():
         return []
@@ -35,34 +36,34 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
     for n in rounds:
         nxt = state.next_phase(n) or "done"
         pushed = _summary(state, n, "push")
-        pulled = _summary(state, n, "pull")
         waited = _summary(state, n, "wait")
         published = _summary(state, n, "publish")
-        total = completed = pending = None
-        labelers: tuple[tuple[str, int], ...] = ()
+        labeling, progress = None, None
         if waited:
-            total, completed = waited.total, waited.completed + waited.settled
-            pending = max(total - completed, 0)
-            labelers = tuple(sorted(waited.labelers.items()))
-        elif pulled and pulled.records is not None:
-            total = pulled.records
+            progress = summary_progress(waited)
+            labeling = describe(progress, users=False, final=True)
         elif pushed:
-            total = pushed.records
-            if live:
-                try:
-                    from argilla_setup.connection import Api
-                    from loop.phases.wait import dataset_progress
-
-                    with Api(driver.connection(), max_tries=1) as api:
-                        p = dataset_progress(api, pushed.dataset_id)
-                    total, completed, pending = p.total, p.completed, p.pending
-                    labelers = tuple((u.username, u.submitted) for u in p.users)
-                except Exception as exc:  # status must still print what the run dir knows
-                    log.warning("no live progress from Argilla: %s", exc)
-        out.append(
-            RoundStatus(n, nxt, total, completed, pending, labelers, published.revision if published else None)
-        )
+            labeling = f"{pushed.records} records pushed"
+            progress = _live(driver, pushed.dataset_id) if live else None
+            if progress is not None:
+                labeling = describe(progress, users=False)
+        labelers = tuple((u.username, u.submitted) for u in progress.users) if progress else ()
+        out.append(RoundStatus(n, nxt, labeling, labelers, published.revision if published else None))
     return out
+
+
+def _live(driver, dataset_id: str):
+    """Labeling progress from Argilla now, or None (one warning, no retries) when it cannot answer."""
+    from argilla_setup.connection import Api
+    from loop.phases.wait import live_progress
+
+    a = driver.config.argilla
+    try:
+        with Api(driver.connection(), max_tries=1) as api:
+            return live_progress(api, dataset_id, a.labelers, a.min_submitted)
+    except Exception as exc:  # status must still print what the run dir knows
+        log.warning("no live progress from Argilla: %s", exc)
+        return None
 
 
 def _summary(state, n: int, phase: str):

@@ -146,7 +146,8 @@ def test_push_wait_pull_against_a_remote_server(
             assert json.loads(credentials_file(name, local_home).read_text())["api_key"] != owner_key
         # `pickloop status` reads live progress from the remote server while the round is in labeling.
         (live,) = run_status(driver, live=True)
-        assert (live.phase, live.total, live.completed, live.pending) == ("wait", N, 0, N)
+        assert (live.phase, live.labeling) == ("wait", f"0/{N} records complete")
+        assert live.labelers == tuple((name, 0) for name in labelers)  # listed before their first answer
 
         waited = driver.run_phase(1, "wait").summary
         assert labeling.is_set()

@@ -100,11 +100,11 @@ def test_a_redo_of_everything_is_nothing_run_again(config: Path) -> None:
 def test_mid_round_before_labeling_shows_the_next_phase(config: Path) -> None:
     done(config, 1, ("train", "generate"))
     assert run_status(Driver(load_config(config), progress=False), live=False) == [
-        RoundStatus(1, "push", None, None, None, (), None)
+        RoundStatus(1, "push", None, (), None)
     ]
     out, rows = status(config, "--offline")
     assert "pickloop run st" in out
-    assert rows == [["1", "push", "-", "-", "-", "-", "-"]]
+    assert rows == [["1", "push", "-", "-", "-"]]
 
 
 def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
@@ -112,11 +112,12 @@ def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
 ) -> None:
     monkeypatch.setenv("ARGILLA_API_KEY", "status-test-key")
     done(config, 1, ("train", "generate", "push"))
-    assert status(config, "--offline")[1] == [["1", "wait", "6", "-", "-", "-", "-"]]
-    caplog.set_level(logging.WARNING, logger="pickloop.status")
+    assert status(config, "--offline")[1] == [["1", "wait", "6 records pushed", "-", "-"]]
+    caplog.set_level(logging.WARNING)
     out, rows = status(config)  # live: the server is down, the pushed record count still shows
-    assert rows == [["1", "wait", "6", "-", "-", "-", "-"]]
-    (warning,) = [r.getMessage() for r in caplog.records if r.name == "pickloop.status"]
+    assert rows == [["1", "wait", "6 records pushed", "-", "-"]]
+    # One line says why, no retry warnings before it.
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warning.startswith("no live progress from Argilla: ")
     assert "status-test-key" not in out + warning
 
@@ -124,33 +125,39 @@ def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
 def test_after_the_wait_progress_comes_from_its_summary(config: Path) -> None:
     done(config, 1, ("train", "generate", "push", "wait"))
     (row,) = run_status(Driver(load_config(config), progress=False), live=True)  # no server asked
-    # 5 completed plus 1 settled (answered by every labeler, one of them discarded) of 6.
-    assert row == RoundStatus(1, "pull", 6, 6, 0, (("alice", 5), ("bob", 6)), None)
-    assert status(config, "--offline")[1] == [["1", "pull", "6", "6", "0", "alice: 5, bob: 6", "-"]]
+    # 5 completed plus 1 settled (answered by every labeler, one of them discarded) of 6: the wait
+    # is over, so nothing is pending.
+    assert row == RoundStatus(
+        1, "pull", "5/6 records complete · 1 discarded", (("alice", 5), ("bob", 6)), None
+    )
+    assert status(config, "--offline")[1] == [
+        ["1", "pull", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "-"]
+    ]
 
 
 def test_a_wait_that_proceeded_at_a_fraction_shows_the_pending_records(config: Path) -> None:
     wait = {"reason": "fraction", "completed": 4, "total": 6, "settled": 0, "labelers": {"alice": 4}}
     done(config, 1, ("train", "generate", "push", "wait"), wait=wait)
-    assert status(config, "--offline")[1] == [["1", "pull", "6", "4", "2", "alice: 4", "-"]]
+    assert status(config, "--offline")[1] == [
+        ["1", "pull", "4/6 records complete · 2 left unlabeled", "alice 4", "-"]
+    ]
 
 
 def test_a_finished_round_and_the_next_one(config: Path) -> None:
     done(config, 1, PHASE_NAMES)
     out, rows = status(config)  # live, but a finished round never asks the server
     assert rows == [
-        ["1", "done", "6", "6", "0", "alice: 5, bob: 6", "round-1"],
-        ["2", "train", "-", "-", "-", "-", "-"],
+        ["1", "done", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
+        ["2", "train", "-", "-", "-"],
     ]
+    assert "pending" not in out
     assert out.splitlines()[0].strip().startswith("pickloop run st (")
     header = next(line for line in out.splitlines() if "next phase" in line)
     assert [c.strip() for c in header.split("┃")[1:-1]] == [
         "round",
         "next phase",
-        "records",
-        "completed",
-        "pending",
-        "labelers",
+        "labeling",
+        "labelers (submitted)",
         "revision",
     ]
 
@@ -164,7 +171,7 @@ def test_two_finished_rounds_and_a_third_mid_way(config: Path) -> None:
     done(config, 2, PHASE_NAMES, **second)
     done(config, 3, ("train",))
     assert status(config, "--offline")[1] == [
-        ["1", "done", "6", "6", "0", "alice: 5, bob: 6", "round-1"],
-        ["2", "done", "6", "6", "0", "alice: 6, bob: 6", "round-2"],
-        ["3", "generate", "-", "-", "-", "-", "-"],
+        ["1", "done", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
+        ["2", "done", "6/6 records complete", "alice 6 · bob 6", "round-2"],
+        ["3", "generate", "-", "-", "-"],
     ]

@@ -14,14 +14,27 @@ import pytest
 from argilla_setup import rankings, schema, users
 from argilla_setup.connection import Api, Connection, client
 from loop.config import WaitSettings
+from loop.console import StatusLine
 from loop.errors import AuthError, WaitTimeout
-from loop.phases.wait import dataset_progress, wait_for_completion
+from loop.phases.wait import (
+    Progress,
+    Summary,
+    UserProgress,
+    dataset_progress,
+    describe,
+    live_progress,
+    summary_progress,
+    wait_for_completion,
+)
 
 
 @pytest.fixture
-def round_dataset(argilla_stack):
-    """A 3-record round dataset in a fresh workspace, plus an annotator's API client."""
+def round_dataset(argilla_stack, request):
+    """A 3-record round dataset in a fresh workspace, plus an annotator's API client
+    (`@pytest.mark.parametrize("round_dataset", [N], indirect=True)`: min_submitted N)."""
     import argilla as rg
+
+    options = schema.SchemaOptions(min_submitted=getattr(request, "param", 1))
 
     tag = uuid.uuid4().hex[:6]
     conn = Connection(argilla_stack.api_url, argilla_stack.api_key)
@@ -30,7 +43,10 @@ def round_dataset(argilla_stack):
     (user,) = users.add_users(owner, [f"w-{tag}"], workspace=ws, create_workspace=True)
     sdk = client(conn)
     ds = rg.Dataset(
-        name=f"wait-{tag}", workspace=ws, settings=schema.round_settings(1, 2, client=sdk), client=sdk
+        name=f"wait-{tag}",
+        workspace=ws,
+        settings=schema.round_settings(1, 2, options, client=sdk),
+        client=sdk,
     )
     ds.create()
     ds.records.log(
@@ -191,3 +207,81 @@ def test_a_busy_server_is_waited_out() -> None:
     assert result.reason == "completed" and result.polls == 1
     assert [u.submitted for u in result.progress.users] == [2]
     assert seen == ["/api/v1/datasets/ds-1/progress"] * 2 + ["/api/v1/datasets/ds-1/users/progress"]
+
+
+# --------------------------------------------------------------------------- the wait line
+
+
+def test_the_wait_line_names_records_labelers_and_what_is_left() -> None:
+    users = (UserProgress("alice", 80, 0, 1), UserProgress("bob", 75, 2, 0))
+    p = Progress(total=175, completed=132, pending=43, users=users, settled=1, one_short=2)
+    assert (
+        describe(p) == "132/175 records complete · alice 80 · bob 75 · 2 need one more labeler · 1 discarded"
+    )
+    assert describe(p, users=False) == "132/175 records complete · 2 need one more labeler · 1 discarded"
+    assert (
+        describe(Progress(3, 0, 3, one_short=1), users=False)
+        == "0/3 records complete · 1 needs one more labeler"
+    )
+
+
+def test_a_finished_wait_has_nothing_pending() -> None:
+    summary = Summary(reason="fraction", completed=4, total=6, settled=1, labelers={"bob": 5, "alice": 4})
+    p = summary_progress(summary)
+    assert (p.pending, [u.username for u in p.users]) == (1, ["alice", "bob"])
+    assert (
+        describe(p, final=True) == "4/6 records complete · alice 4 · bob 5 · 1 discarded · 1 left unlabeled"
+    )
+
+
+class _Stream(list):
+    def __init__(self, tty: bool):
+        super().__init__()
+        self.tty = tty
+
+    def write(self, text: str) -> None:
+        self.append(text)
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_the_status_line_is_rewritten_in_place_on_a_terminal() -> None:
+    out = _Stream(tty=True)
+    line = StatusLine(out)
+    for n, text in enumerate(
+        ["1/3 records complete", "1/3 records complete", "2/3 records complete", "done"]
+    ):
+        line.update(text, now=float(n))
+    line.close()
+    assert out == ["\r1/3 records complete", "\r2/3 records complete", "\rdone                ", "\n"]
+
+
+def test_the_status_line_prints_changes_at_most_every_interval_elsewhere() -> None:
+    out = _Stream(tty=False)
+    line = StatusLine(out, min_interval_s=10)
+    line.update("0/3", now=0)
+    line.update("0/3", now=11)  # unchanged: nothing
+    line.update("1/3", now=12)
+    line.update("2/3", now=13)  # too soon: kept for later
+    line.update("2/3", now=30)  # the kept change, once
+    line.update("3/3", now=31)  # too soon: printed by close()
+    line.close()
+    assert "".join(out).splitlines() == ["0/3", "1/3", "2/3", "3/3"]
+
+
+@pytest.mark.parametrize("round_dataset", [2], indirect=True)
+def test_live_progress_lists_every_labeler_and_records_one_answer_short(round_dataset) -> None:
+    owner, dataset_id, annotator = round_dataset
+    name = annotator.me()["username"]
+    assert live_progress(owner, dataset_id, [name, "nobody-yet"], 2).users == (
+        UserProgress(name, 0, 0, 0),
+        UserProgress("nobody-yet", 0, 0, 0),
+    )
+    _submit_all(annotator, dataset_id, delay=0.0, limit=2).join()
+    p = live_progress(owner, dataset_id, [name, "nobody-yet"], 2)
+    assert (p.completed, p.one_short, p.settled) == (0, 2, 0)
+    assert describe(p) == f"0/3 records complete · {name} 2 · nobody-yet 0 · 2 need one more labeler"

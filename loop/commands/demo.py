@@ -45,7 +45,7 @@ def demo(
     Without --simulate-labelers it waits for real labelers in the Argilla UI (URL and credentials are
     printed). Interrupt and re-run at any time: it resumes where it stopped.
     """
-    from loop.demo.report import markdown_table
+    from loop.demo.report import markdown_table, summary_line
     from loop.demo.run import run_demo
 
     result = run_demo(
@@ -59,11 +59,7 @@ def demo(
     )
     click.echo("")
     click.echo(markdown_table(result.rows))
-    first, last = result.rows[0], result.rows[-1]
-    click.echo(
-        f"Dataset agreement with the reference (token F1): {first.data_f1:.3f} at the start -> "
-        f"{last.data_f1:.3f} after round {last.round}."
-    )
+    click.echo(summary_line(result.rows, result.simulated))
     click.echo(f"Report: {result.report_md}")
     click.echo(f"Plot:   {result.plot_png}")
     if result.simulated:

@@ -116,20 +116,14 @@ def status(config: Path, offline: bool) -> None:
         click.echo(f"pickloop run {driver.config.run.name}: nothing has run yet ({driver.run_dir}).")
         return
     table = Table(title=f"pickloop run {driver.config.run.name} ({driver.run_dir})")
-    for col in ("round", "next phase", "records", "completed", "pending", "labelers", "revision"):
+    for col in ("round", "next phase", "labeling", "labelers (submitted)", "revision"):
         table.add_column(col)
     for r in rows:
         table.add_row(
             str(r.round),
             r.phase,
-            _num(r.total),
-            _num(r.completed),
-            _num(r.pending),
-            ", ".join(f"{u}: {n}" for u, n in r.labelers) or "-",
+            r.labeling or "-",
+            " · ".join(f"{u} {n}" for u, n in r.labelers) or "-",
             r.revision or "-",
         )
     Console(width=140).print(table)
-
-
-def _num(value: int | None) -> str:
-    return "-" if value is None else str(value)

@@ -100,6 +100,46 @@ def markdown_table(rows: list[RoundRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+COLUMNS = {
+    "round": "0 is the step-1 data before any round; n is the state after round n.",
+    "data F1 vs reference": "mean token F1 of the dataset's answers against the reference answers (the "
+    "untouched FAQ, which only this report and the simulated labelers see): does selection repair the data?",
+    "model F1 vs reference": "mean token F1 of the round's tuned model's greedy answers to the training "
+    "questions: does the model get better?",
+    "original / model / edited": "records whose chosen answer was the dataset's current one, a model "
+    "candidate, or an answer a labeler wrote.",
+    "labeler agreement (W)": "Kendall's W of the labelers' rankings of a record, 0 (none) to 1 (identical), "
+    "averaged over the records with two or more rankings; - when there are none.",
+    "train loss": "the round's final training loss.",
+    "time per phase (s)": "wall-clock seconds of each phase (wait: until the labelers finished).",
+}
+
+
+def summary_line(rows: list[RoundRow], simulated: bool | None = None) -> str:
+    """One sentence: data F1 from X to Y, model F1 from A to B, over N rounds, with which labelers."""
+    first, last = rows[0], rows[-1]
+    rounds = len(rows) - 1
+    who = {True: "simulated labelers", False: "human labelers", None: "labelers"}[simulated]
+    text = f"Over {rounds} round{'s' if rounds != 1 else ''} with {who}, the dataset's token F1 against the reference went from {first.data_f1:.3f} to {last.data_f1:.3f}"
+    models = [r for r in rows if r.model_f1 is not None]
+    if len(models) > 1:
+        text += f", the tuned model's from {models[0].model_f1:.3f} (round {models[0].round}) to {models[-1].model_f1:.3f}"
+    elif models:
+        text += f", the tuned model's was {models[0].model_f1:.3f} after round {models[0].round}"
+    return text + "."
+
+
+def markdown_report(
+    rows: list[RoundRow], *, title: str, plot_name: str, simulated: bool | None = None
+) -> str:
+    """The report: a summary line, the plot (relative link), the table and what its columns mean."""
+    legend = "\n".join(f"- **{name}**: {text}" for name, text in COLUMNS.items())
+    return (
+        f"# {title}\n\n{summary_line(rows, simulated)}\n\n![token F1 per round and labelers' choices]({plot_name})\n\n"
+        f"{markdown_table(rows)}\n{legend}\n"
+    )
+
+
 def plot(rows: list[RoundRow], path: Path, title: str) -> Path:
     import matplotlib
 
@@ -116,7 +156,8 @@ def plot(rows: list[RoundRow], path: Path, title: str) -> Path:
     ax1.set_ylabel("token F1 vs reference")
     ax1.set_xticks(rounds)
     ax1.set_ylim(0, 1)
-    ax1.legend(loc="lower right")
+    below = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.2), "ncol": 3, "frameon": False}
+    ax1.legend(**below)  # below the axes: inside, it covered points and bars
     ax1.set_title("Agreement with the reference")
     chosen = [r for r in rows if r.choices]
     bottom = [0] * len(chosen)
@@ -127,23 +168,28 @@ def plot(rows: list[RoundRow], path: Path, title: str) -> Path:
     ax2.set_xlabel("round")
     ax2.set_ylabel("records")
     ax2.set_xticks([r.round for r in chosen] or [1])
-    ax2.legend()
+    ax2.legend(**below)
     ax2.set_title("Labelers' choices")
     fig.suptitle(title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def write_report(driver, references: Mapping[str, str], *, title: str) -> tuple[list[RoundRow], Path, Path]:
+def write_report(
+    driver, references: Mapping[str, str], *, title: str, simulated: bool | None = None
+) -> tuple[list[RoundRow], Path, Path]:
+    """`report.json`, `report.md` (linking `report.png` beside it) and `report.png` in the run
+    directory. `simulated` defaults to the driver's `simulated_labelers`."""
     rows = build_rows(driver, references)
+    simulated = driver.simulated_labelers if simulated is None else simulated
     out = driver.run_dir
     write_json(out / "report.json", [asdict(r) for r in rows])
-    md = out / "report.md"
-    write_text(md, f"# {title}\n\n" + markdown_table(rows))
     png = plot(rows, out / "report.png", title)
+    md = out / "report.md"
+    write_text(md, markdown_report(rows, title=title, plot_name=png.name, simulated=simulated))
     return rows, md, png
 
 

@@ -105,11 +105,19 @@ class SimulatedLabelers(threading.Thread):
             if api is None:
                 continue
             with api:
-                prefix = f"{self.run_name}-round-"
-                for ds in api.get("/api/v1/me/datasets")["items"]:
-                    if ds["name"].startswith(prefix):
-                        sent += self._label_dataset(api, name, ds["id"])
+                for ds in self.round_datasets(api):
+                    sent += self._label_dataset(api, name, ds["id"])
         return sent
+
+    def round_datasets(self, api: Api) -> list[dict]:
+        """The run's round datasets this labeler can label: published ones only, as in the UI.
+
+        The driver creates a dataset as a draft, adds its fields and questions, then publishes it;
+        the dataset's search index exists only from then on, so a draft has no questions yet and
+        searching its records fails on the server (HTTP 500, `IndexNotFoundError`)."""
+        prefix = f"{self.run_name}-round-"
+        items = api.get("/api/v1/me/datasets")["items"]
+        return [ds for ds in items if ds["name"].startswith(prefix) and ds.get("status") == "ready"]
 
     def _label_dataset(self, api: Api, name: str, dataset_id: str) -> int:
         sent = 0
@@ -147,7 +155,12 @@ class SimulatedLabelers(threading.Thread):
                 failures = 0
             except Exception as exc:
                 failures += 1
-                log.warning("simulated labelers: %s (%d/%d)", exc, failures, self.max_failures)
+                log.warning(
+                    "simulated labelers: %s (failure %d of %d in a row)",
+                    _reason(exc),
+                    failures,
+                    self.max_failures,
+                )
                 if failures >= self.max_failures:
                     self.error = exc
                     _thread.interrupt_main()
@@ -157,3 +170,9 @@ class SimulatedLabelers(threading.Thread):
     def stop(self) -> None:
         self.stop_event.set()
         self.join(timeout=30)
+
+
+def _reason(exc: BaseException) -> str:
+    """The error's type and message (some, like `StopIteration`, have an empty message)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

@@ -21,7 +21,7 @@ Rules, per record (one (example, turn)), in order:
    (so every ranking hands out the same total). Candidates an annotator left unranked tie for last.
    Equal Borda totals are broken by, in order: the current answer (a change must be earned, and
    keeping it avoids churn between rounds), the greedy candidate (the model's own best guess, the
-   most reproducible and, as DESIGN.md notes, the likeliest to be right), then slot order as given
+   most reproducible and, as docs/design.md notes, the likeliest to be right), then slot order as given
    (the generation order). This is a fixed order over the inputs, so the decision is deterministic.
 
 Agreement is Kendall's W with the tie correction, over the annotators who ranked the record:

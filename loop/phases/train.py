@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loop.config import ModelSettings, TrainSettings
+from loop.console import use_train_progress
 from loop.context import RoundContext, world_size
 from loop.data import Example, to_dataset
 from loop.errors import ConfigError, StateError
@@ -216,6 +217,8 @@ def make_trainer(
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
+    # one bar with the latest loss, no log dicts printed as lines (none when the config sets disable_tqdm)
+    use_train_progress(trainer, disable=bool(train_settings.sft.get("disable_tqdm")))
     trainer.pickloop_windows = windows
     return trainer, base
 

@@ -44,6 +44,7 @@ class Progress:
     pending: int
     users: tuple[UserProgress, ...] = ()
     settled: int = 0  # pending records every labeler has answered (a discard blocks `completed` for good)
+    one_short: int = 0  # pending records one submitted response short of complete
 
     @property
     def done(self) -> int:
@@ -161,8 +162,14 @@ class WebhookListener:
         return True
 
 
-def settled_records(api: Api, dataset_id: str, labelers: Sequence[str]) -> int:
-    """Pending records on which every listed labeler has submitted or discarded.
+@dataclass(frozen=True)
+class Tally:
+    settled: int = 0  # pending records every listed labeler answered, at least one with a discard
+    one_short: int = 0  # pending records one submitted response short of `min_submitted`
+
+
+def tally_pending(api: Api, dataset_id: str, labelers: Sequence[str], min_submitted: int) -> Tally:
+    """Count, in one pass over the records, the pending ones that are settled or one response short.
 
     Argilla counts only submitted responses towards `min_submitted`, so with as many labelers as
     `min_submitted` one discard leaves a record pending forever; waiting for it would never end.
@@ -170,12 +177,33 @@ def settled_records(api: Api, dataset_id: str, labelers: Sequence[str]) -> int:
     from argilla_setup.rankings import iter_rankings
 
     want = set(labelers)
-    count = 0
+    settled = one_short = 0
     for rec in iter_rankings(api, dataset_id):
-        if rec.status != "completed":
-            answered = {r.username for r in rec.responses if r.status in ("submitted", "discarded")}
-            count += want <= answered
-    return count
+        if rec.status == "completed":
+            continue
+        answered = {r.username for r in rec.responses if r.status in ("submitted", "discarded")}
+        if want and want <= answered:
+            settled += 1
+        elif 0 < len(rec.submitted()) == min_submitted - 1:
+            one_short += 1
+    return Tally(settled, one_short)
+
+
+def with_labelers(p: Progress, labelers: Sequence[str]) -> Progress:
+    """`p` listing every configured labeler, at 0 until their first response (the server lists only
+    labelers who answered something)."""
+    known = {u.username for u in p.users}
+    missing = tuple(UserProgress(name, 0, 0, 0) for name in labelers if name not in known)
+    return replace(p, users=p.users + missing) if missing else p
+
+
+def live_progress(api: Api, dataset_id: str, labelers: Sequence[str], min_submitted: int) -> Progress:
+    """The dataset's progress now, with every labeler listed and the pending records tallied."""
+    p = with_labelers(dataset_progress(api, dataset_id), labelers)
+    if p.completed < p.total:
+        t = tally_pending(api, dataset_id, labelers, min_submitted)
+        p = replace(p, settled=t.settled, one_short=t.one_short)
+    return p
 
 
 def _target_reached(p: Progress, min_fraction: float) -> str | None:
@@ -195,6 +223,7 @@ def wait_for_completion(
     *,
     tag: str,
     labelers: Sequence[str] = (),
+    min_submitted: int = 1,
     on_progress: Callable[[Progress], None] | None = None,
     wake: threading.Event | None = None,
     remote: bool = False,
@@ -240,9 +269,7 @@ def wait_for_completion(
     try:
         while True:
             try:
-                progress = dataset_progress(api, dataset_id)
-                if labelers and progress.completed < progress.total:
-                    progress = replace(progress, settled=settled_records(api, dataset_id, labelers))
+                progress = live_progress(api, dataset_id, labelers, min_submitted)
                 polls += 1
                 error_wait = settings.poll_interval_s
             except Exception as err:
@@ -312,30 +339,62 @@ class Summary:
     labelers: dict[str, int] = field(default_factory=dict)  # username -> submitted responses
 
 
-def describe(p: Progress, labelers: Sequence[str] = ()) -> str:
-    """One status line, in the words `pickloop status` uses."""
+def describe(p: Progress, *, users: bool = True, final: bool = False) -> str:
+    """The labeling line, in the same words in the wait phase and in `pickloop status`:
+    `132/175 records complete · alice 80 · bob 75 · 2 need one more labeler · 1 discarded`.
+
+    `final`: the wait is over, so nothing is pending; records neither complete nor discarded were
+    left unlabeled (the wait proceeded at `wait.min_completed_fraction` or its timeout).
+    """
     parts = [f"{p.completed}/{p.total} records complete"]
+    if users:
+        parts += [labeler_counts(p)] if p.users else []
+    if p.one_short and not final:
+        parts.append(f"{p.one_short} need{'s' if p.one_short == 1 else ''} one more labeler")
     if p.settled:
-        parts.append(f"{p.settled} more answered by every labeler")
-    parts += [f"{u.username} {u.submitted}" for u in p.users]
+        parts.append(f"{p.settled} discarded")
+    left = p.total - p.completed - p.settled
+    if final and left > 0:
+        parts.append(f"{left} left unlabeled")
     return " · ".join(parts)
+
+
+def labeler_counts(p: Progress) -> str:
+    """Each labeler's submitted responses: `alice 80 · bob 75`."""
+    return " · ".join(f"{u.username} {u.submitted}" for u in p.users)
+
+
+def summary_progress(summary: Summary) -> Progress:
+    """The final progress a finished wait recorded."""
+    users = tuple(UserProgress(name, n, 0, 0) for name, n in sorted(summary.labelers.items()))
+    pending = max(summary.total - summary.completed - summary.settled, 0)
+    return Progress(summary.total, summary.completed, pending, users, summary.settled)
 
 
 def run(ctx: RoundContext) -> Summary:
     from loop import annotate
+    from loop.console import StatusLine
 
     pushed = annotate.read_push(ctx.paths.dir)
     a = ctx.config.argilla
-    with Api(ctx.connection()) as api:
-        result = wait_for_completion(
-            api,
-            pushed.dataset_id,
-            ctx.config.wait,
-            tag=f"pickloop:{ctx.config.run.name}:round-{ctx.round}",
-            labelers=a.labelers,
-            on_progress=lambda p: ctx.report(f"round {ctx.round}: {describe(p)}"),
-            remote=bool(a.api_url),
-        )
+    line = StatusLine() if ctx.progress else None
+    try:
+        with Api(ctx.connection()) as api:
+            result = wait_for_completion(
+                api,
+                pushed.dataset_id,
+                ctx.config.wait,
+                tag=f"pickloop:{ctx.config.run.name}:round-{ctx.round}",
+                labelers=a.labelers,
+                min_submitted=a.min_submitted,
+                on_progress=lambda p: (line.update if line else ctx.report)(
+                    f"round {ctx.round}: {describe(p)}"
+                ),
+                remote=bool(a.api_url),
+            )
+    finally:
+        if line is not None:
+            line.close()
     p = result.progress
     return Summary(
         reason=result.reason,
