@@ -83,6 +83,7 @@ def run(ctx: RoundContext) -> Summary:
         ctx.paths.model,
         previous=previous,
         seed=ctx.seed,
+        progress=ctx.progress,
     )
     return Summary(
         examples=len(examples),
@@ -177,6 +178,7 @@ def make_trainer(
     *,
     previous: RoundModel | None = None,
     seed: int = 0,
+    progress: bool = True,
 ) -> tuple[SFTTrainer, str]:
     """The `SFTTrainer` for one round and the path of the model its adapter applies to."""
     from peft import PeftModel
@@ -218,7 +220,7 @@ def make_trainer(
         model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config
     )
     # one bar with the latest loss, no log dicts printed as lines (none when the config sets disable_tqdm)
-    use_train_progress(trainer, disable=bool(train_settings.sft.get("disable_tqdm")))
+    use_train_progress(trainer, disable=not progress or bool(train_settings.sft.get("disable_tqdm")))
     trainer.pickloop_windows = windows
     return trainer, base
 
@@ -313,6 +315,7 @@ def train_round(
     previous: RoundModel | None = None,
     seed: int = 0,
     save_merged: bool = True,
+    progress: bool = True,
 ) -> TrainResult:
     """Train one round and write its artifacts under `round_dir` (see the module docstring)."""
     from accelerate import PartialState
@@ -325,7 +328,13 @@ def train_round(
         work.mkdir(parents=True)
     state.wait_for_everyone()
     trainer, base = make_trainer(
-        examples, model_settings, train_settings, work / "checkpoints", previous=previous, seed=seed
+        examples,
+        model_settings,
+        train_settings,
+        work / "checkpoints",
+        previous=previous,
+        seed=seed,
+        progress=progress,
     )
     windows = trainer.pickloop_windows
     start = time.perf_counter()
