@@ -100,11 +100,24 @@ def redo(phase: str, config: Path, round_n: int | None, yes: bool) -> None:
     click.echo(f"Forgotten. Run `pickloop run {config}` to redo them.")
 
 
+STATUS_COLUMNS = (
+    "round",
+    "next phase",
+    "records",
+    "selection",
+    "completed",
+    "pending",
+    "labelers",
+    "revision",
+)
+
+
 @click.command()
 @CONFIG_ARG
 @click.option("--offline", is_flag=True, help="Do not ask Argilla for live progress.")
 def status(config: Path, offline: bool) -> None:
-    """Show each round's next phase, labeling progress (live from Argilla) and published revision."""
+    """Show each round's next phase, the turns asked and auto-kept, labeling progress (live from Argilla)
+    and published revision."""
     from rich.console import Console
     from rich.table import Table
 
@@ -116,13 +129,14 @@ def status(config: Path, offline: bool) -> None:
         click.echo(f"pickloop run {driver.config.run.name}: nothing has run yet ({driver.run_dir}).")
         return
     table = Table(title=f"pickloop run {driver.config.run.name} ({driver.run_dir})")
-    for col in ("round", "next phase", "records", "completed", "pending", "labelers", "revision"):
+    for col in STATUS_COLUMNS:
         table.add_column(col)
     for r in rows:
         table.add_row(
             str(r.round),
             r.phase,
             _num(r.total),
+            r.selection_text(),
             _num(r.completed),
             _num(r.pending),
             ", ".join(f"{u}: {n}" for u, n in r.labelers) or "-",
