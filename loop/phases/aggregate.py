@@ -526,7 +526,8 @@ def run(ctx: RoundContext) -> Summary:
         kept = auto_kept_decisions(selection, ctx.examples(), ctx.round, ctx.config.run.name)
         order = {(t.example_id, t.message_index): i for i, t in enumerate(selection)}
         decisions = sorted([*agg.decisions, *kept], key=lambda d: order.get((d.example_id, d.turn), -1))
-        agg = replace(agg, decisions=tuple(decisions), counts={**agg.counts, "auto_kept": len(kept)})
+        counts = {**agg.counts, "auto_kept": len(kept)} if kept else agg.counts
+        agg = replace(agg, decisions=tuple(decisions), counts=counts)
     write_text(
         ctx.paths.decisions,
         "".join(json.dumps(asdict(d), ensure_ascii=False, default=str) + "\n" for d in agg.decisions),
