@@ -142,3 +142,25 @@ def test_auto_kept_turns_keep_their_answer_with_the_reason_in_the_dataset() -> N
     assert mt["choice"] == "model", "a labeler's decision is the row's strongest choice"
     assert st["messages"][1]["content"] == "A" and st["choice"] == "auto_kept"
     assert st["turns"][0]["reason"] == "not_selected" and st["annotator_count"] == 0
+
+
+def test_the_card_lineage_shows_asked_and_auto_kept_per_round() -> None:
+    import datasets
+
+    from loop.revisions import RoundStats, read_lineage, render_lineage
+
+    ds = datasets.Dataset.from_list(
+        [{"id": str(i), "choice": c} for i, c in enumerate(["original", "model", "auto_kept", "auto_kept"])]
+    )
+    selection = {"selected": 2, "not_selected": 1, "verified_unchanged": 1}
+    r2 = RoundStats.from_dataset(ds, 2, selection=selection)
+    assert r2.choices == {"original": 1, "model": 1, "edited": 0, "auto_kept": 2}
+    assert r2.changed == 1, "an auto-kept answer is not a change"
+    text = render_lineage([RoundStats(1, 4, choices={"original": 4}), r2], None)
+    head, _, first, second = [line for line in text.splitlines() if line.startswith("|")][:4]
+    cols = [c.strip() for c in head.split("|")[1:-1]]
+    assert "chose auto_kept" in cols and "asked / auto-kept / verified" in cols
+    at = cols.index("asked / auto-kept / verified")
+    assert second.split("|")[1:-1][at].strip() == "2 / 2 / 1"
+    assert first.split("|")[1:-1][at].strip() == "–", "a round before selection has no count"
+    assert read_lineage(text)[1].selection == selection
