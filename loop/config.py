@@ -207,6 +207,109 @@ class WaitSettings(Section):
     )
 
 
+class SelectSettings(Section):
+    """Which assistant turns labelers see each round, and in what order (the `score` phase's value scores).
+
+    Turns not selected keep their current answer (`choice: auto_kept` in the round's dataset, with the
+    reason). The value scores are defined in `loop/phases/score.py`; `value` ranks turns by
+    `sum(weight * normalised score)`, each score normalised to its percentile rank in [0, 1] within
+    the round (`current_logprob` reversed: the model doubting the current answer is worth asking).
+    """
+
+    strategy: Literal["all", "random", "value", "ifd_hard", "disagreement"] = Field(
+        "all",
+        description=(
+            "all: every turn (up to `budget`, in data order); random: a seeded sample; value: highest "
+            "weighted score first (`weights`); ifd_hard: highest `ifd_round` first; disagreement: "
+            "candidates furthest from the current answer and from each other first."
+        ),
+    )
+    budget: int | float = Field(
+        1.0,
+        description=(
+            "Records per round: a number with a decimal point is a fraction of the round's turns (0 < f <= "
+            "1; 1.0 = all), an integer a count (>= 1; more than there are turns asks them all, with a "
+            "warning)."
+        ),
+    )
+    skip_verified: bool = Field(
+        False,
+        description=(
+            "Never re-ask a turn whose answer labelers already chose in an earlier round when the model's "
+            "candidates did not change (`verified_unchanged`); off keeps today's behaviour."
+        ),
+    )
+    weights: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_VALUE_WEIGHTS),
+        description=(
+            "Weights of the `value` strategy, by score: ifd_round, ifd_base (needs `base_ifd`), "
+            "current_logprob, disagreement. Omitted scores weigh 0."
+        ),
+    )
+    base_ifd: bool = Field(
+        False,
+        description=(
+            "Also score IFD under the base model (`ifd_base`): one more model load and two forward passes "
+            "per round."
+        ),
+    )
+    seed: int | None = Field(
+        None, ge=0, description="Seed of the `random` strategy and of ties (default: run.seed + round)."
+    )
+
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _refuse_bool_budget(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML `true` would otherwise read as the count 1
+            raise _custom((), f"expected a fraction (0 < f <= 1) or a count (>= 1), got {_show(value)}")
+        return value
+
+    @field_validator("budget")
+    @classmethod
+    def _check_budget(cls, value: int | float) -> int | float:
+        """A budget that asks nobody (or more than everyone, as a fraction) is a mistake, not a setting."""
+        if isinstance(value, int):
+            if value < 1:
+                raise _custom(
+                    (),
+                    f"a count of records must be at least 1, got {value}; use a fraction like 0.5 for half",
+                )
+        elif not 0 < value <= 1:
+            raise _custom(
+                (),
+                f"a fraction of the round's turns must be in (0, 1], got {value}; write an integer (no "
+                "decimal point) for a count",
+            )
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _check_weights(cls, value: dict[str, float]) -> dict[str, float]:
+        for name, weight in value.items():
+            if name not in VALUE_SCORES:
+                raise _custom((name,), f"unknown score{_suggest(name, list(VALUE_SCORES))}")
+            if weight < 0:
+                raise _custom((name,), f"weights are >= 0 (0 ignores the score), got {weight}")
+        return value
+
+    @model_validator(mode="after")
+    def _base_weight_needs_base_ifd(self) -> SelectSettings:
+        if self.weights.get("ifd_base") and not self.base_ifd:
+            raise _custom(
+                ("weights", "ifd_base"),
+                "ifd_base is only scored with `select.base_ifd: true`; set it, or drop this weight",
+            )
+        if self.strategy == "value" and not any(self.weights.values()):
+            raise _custom(("weights",), "the value strategy needs at least one weight above 0")
+        return self
+
+
+VALUE_SCORES = ("ifd_round", "ifd_base", "current_logprob", "disagreement")
+"""The scores `select.weights` may name (columns of the round's `scores.parquet`)."""
+
+DEFAULT_VALUE_WEIGHTS = {"ifd_round": 1.0, "disagreement": 1.0, "current_logprob": 0.5}
+
+
 class AggregateSettings(Section):
     """Turning several labelers' rankings into one answer per assistant turn."""
 
@@ -275,6 +378,7 @@ class RunConfig(Section):
     model: ModelSettings
     train: TrainSettings = Field(default_factory=TrainSettings)
     generate: GenerateSettings = Field(default_factory=GenerateSettings)
+    select: SelectSettings = Field(default_factory=SelectSettings)
     argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
     wait: WaitSettings = Field(default_factory=WaitSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)

@@ -62,7 +62,18 @@ class RoundPaths:
         """Numbered chunks written while generating, so a crash loses at most one chunk."""
         return self.dir / "candidates.chunks"
 
+    # score
+    @property
+    def scores(self) -> Path:
+        """Per assistant turn: the value scores selection ranks by (`loop/phases/score.py`)."""
+        return self.dir / "scores.parquet"
+
     # push / wait / pull
+    @property
+    def selection(self) -> Path:
+        """Per assistant turn: asked or auto-kept (and why), in the order labelers get them."""
+        return self.dir / "selection.jsonl"
+
     @property
     def push_plan(self) -> Path:
         return self.dir / "push_plan.jsonl"

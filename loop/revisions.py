@@ -46,7 +46,7 @@ log = logging.getLogger("pickloop.revisions")
 
 T = TypeVar("T")
 
-CHOICE_KINDS = ("original", "model", "edited")
+CHOICE_KINDS = ("original", "model", "edited")  # `auto_kept` gets a column in rounds that have it
 LINEAGE_HEADING = "## pickloop lineage"
 _LINEAGE_DATA = re.compile(r"<!-- pickloop-lineage (?P<json>\{.*?\}) -->", re.S)
 _SPLIT = "train"
@@ -89,6 +89,8 @@ class RoundStats:
     base_model: str | None = None
     adapter: str | None = None
     simulated_labelers: bool | None = None
+    selection: dict[str, int] | None = None
+    """Turns asked (`selected`) and auto-kept (`not_selected`, `verified_unchanged`); None before `select`."""
 
     @classmethod
     def from_dataset(
@@ -100,6 +102,7 @@ class RoundStats:
         base_model: str | None = None,
         adapter: str | None = None,
         simulated_labelers: bool | None = None,
+        selection: dict[str, int] | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -116,7 +119,7 @@ class RoundStats:
             values = [float(v) for v in dataset["agreement"] if v is not None and v == v]
             agreement = round(sum(values) / len(values), 4) if values else None
         if changed is None:
-            changed = sum(n for kind, n in choices.items() if kind != "original")
+            changed = sum(n for kind, n in choices.items() if kind not in ("original", "auto_kept"))
         return cls(
             round=round_n,
             records=len(dataset),
@@ -126,6 +129,7 @@ class RoundStats:
             base_model=base_model,
             adapter=adapter,
             simulated_labelers=simulated_labelers,
+            selection=selection,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -195,11 +199,22 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;").replace("\n", " ")
 
 
+def _selection_cell(selection: dict[str, int] | None) -> str | None:
+    """`asked / auto-kept / verified`: auto-kept counts both reasons, verified the verified ones."""
+    if selection is None:
+        return None
+    verified = selection.get("verified_unchanged", 0)
+    kept = selection.get("not_selected", 0) + verified
+    return f"{selection.get('selected', 0)} / {kept} / {verified}"
+
+
 def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     """The `## pickloop lineage` section: a per-round table plus the rows as JSON for the next merge."""
     kinds = list(CHOICE_KINDS) + sorted({k for r in rows for k in r.choices} - set(CHOICE_KINDS))
     simulated = any(r.simulated_labelers is not None for r in rows)
+    selected = any(r.selection is not None for r in rows)
     head = ["round", "revision", "records", "changed answers", *(f"chose {k}" for k in kinds), "agreement"]
+    head += ["asked / auto-kept / verified"] if selected else []
     head += ["base model", "adapter"] + (["simulated labelers"] if simulated else [])
     lines = [
         LINEAGE_HEADING,
@@ -212,7 +227,8 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     ]
     for r in sorted(rows, key=lambda r: r.round):
         cells = [r.round, revision_name(r.round), r.records, r.changed, *(r.choices.get(k, 0) for k in kinds)]
-        cells += [r.agreement, r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
+        cells += [r.agreement] + ([_selection_cell(r.selection)] if selected else [])
+        cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the HTML comment early

@@ -25,7 +25,16 @@ from loop.phases import PHASE_NAMES
 STATE_FILE = "state.json"
 SCHEMA_VERSION = 2
 
-_AGGREGATE_KEYS = ("records", "completed", "changed", "choices", "discarded", "draft", "none_acceptable", "agreement")
+_AGGREGATE_KEYS = (
+    "records",
+    "completed",
+    "changed",
+    "choices",
+    "discarded",
+    "draft",
+    "none_acceptable",
+    "agreement",
+)
 
 
 @dataclass
@@ -72,6 +81,23 @@ def m002_per_key_hashes(raw: dict[str, Any]) -> None:
     for phases in raw["rounds"].values():
         for rec in phases.values():
             rec.setdefault("keys", None)
+
+
+@migration
+def m003_score_before_push(raw: dict[str, Any]) -> None:
+    """The `score` phase now runs between `generate` and `push`: a round pushed before it existed gets
+    `score` marked done (empty summary; no `scores.parquet`, so its selection is "every turn", as it
+    was). Hashes from `score` on are adopted by the driver (`keys: None`): push now also hashes
+    `select` and chains on score's hash, and a run in flight must resume, not be refused."""
+    order = list(PHASE_NAMES)
+    after = order[order.index("push") :]
+    for phases in raw["rounds"].values():
+        push = phases.get("push")
+        if push and "score" not in phases:
+            phases["score"] = {**push, "seconds": 0.0, "summary": {}, "keys": None}
+            for name in after:
+                if name in phases:
+                    phases[name]["keys"] = None
 
 
 def migrate(raw: dict[str, Any], path: Path) -> bool:

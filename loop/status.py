@@ -1,4 +1,4 @@
-"""What `pickloop status` shows: per round, the next phase, labeling progress and the revision."""
+"""What `pickloop status` shows: per round, the next phase, what was asked, labeling progress and the revision."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ class RoundStatus:
     labeling: str | None  # the wait phase's line (`loop.phases.wait.describe`), without the labelers
     labelers: tuple[tuple[str, int], ...]  # (username, submitted)
     revision: str | None
+    selection: tuple[int, int, int] | None = None  # (asked, auto-kept not selected, auto-kept verified)
+
+    def selection_text(self) -> str:
+        if self.selection is None:
+            return "-"
+        asked, not_selected, verified = self.selection
+        return f"{asked} asked, {not_selected + verified} auto-kept ({verified} verified)"
 
 
 def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
@@ -48,7 +55,11 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
             if progress is not None:
                 labeling = describe(progress, users=False)
         labelers = tuple((u.username, u.submitted) for u in progress.users) if progress else ()
-        out.append(RoundStatus(n, nxt, labeling, labelers, published.revision if published else None))
+        selection = None
+        if pushed and pushed.selected is not None:
+            selection = (pushed.selected, pushed.not_selected, pushed.verified_unchanged)
+        revision = published.revision if published else None
+        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection))
     return out
 
 

@@ -146,6 +146,33 @@ CASES = [
         "secret-in-config", ("key 'argilla.api_key'", "secrets do not belong"), set={"argilla.api_key": "abc"}
     ),
     # --- numbers out of range and bad choices ---------------------------------------------------
+    Case("select-budget-zero", ("key 'select.budget'", "at least 1, got 0"), set={"select.budget": 0}),
+    Case("select-budget-negative", ("key 'select.budget'", "at least 1, got -5"), set={"select.budget": -5}),
+    Case(
+        "select-budget-fraction-above-1",
+        ("key 'select.budget'", "must be in (0, 1], got 1.5"),
+        set={"select.budget": 1.5},
+    ),
+    Case(
+        "select-budget-bool",
+        ("key 'select.budget'", "fraction (0 < f <= 1) or a count"),
+        set={"select.budget": True},
+    ),
+    Case(
+        "select-unknown-strategy",
+        ("key 'select.strategy'", "'value', 'ifd_hard' or 'disagreement'"),
+        set={"select.strategy": "hardest"},
+    ),
+    Case(
+        "select-weight-unknown-score",
+        ("key 'select.weights.ifd'", "unknown score"),
+        set={"select.weights": {"ifd": 1.0}},
+    ),
+    Case(
+        "select-weight-base-without-base-ifd",
+        ("key 'select.weights.ifd_base'", "select.base_ifd: true"),
+        set={"select.weights": {"ifd_base": 1.0}},
+    ),
     Case(
         "seed-negative", ("run.yaml:4", "key 'run.seed'", "greater than or equal to 0"), set={"run.seed": -3}
     ),

@@ -57,6 +57,7 @@ GREEDY = {
 SECONDS = {
     "train": 12.34,
     "generate": 4.5,
+    "score": 0.5,
     "push": 0.21,
     "wait": 30.0,
     "pull": 0.06,
@@ -141,6 +142,7 @@ def test_rows_measure_the_data_and_the_models_greedy_answers(driver: Driver) -> 
     assert r1.seconds == {
         "train": 12.3,
         "generate": 4.5,
+        "score": 0.5,
         "push": 0.2,
         "wait": 30.0,
         "pull": 0.1,
@@ -169,9 +171,9 @@ def test_the_markdown_table(driver: Driver) -> None:
     assert lines[2:] == [
         "| 0 | 0.578 | - | - | - | - | - |",
         "| 1 | 0.778 | 0.619 | 2 / 1 / 1 | 0.75 | 2.346 | "
-        "train 12.3, generate 4.5, push 0.2, wait 30, pull 0.1, aggregate 0, publish 1.2 |",
+        "train 12.3, generate 4.5, score 0.5, push 0.2, wait 30, pull 0.1, aggregate 0, publish 1.2 |",
         "| 2 | 1.000 | 0.889 | 3 / 0 / 1 | - | 1.500 | "
-        "train 24.7, generate 9, push 0.4, wait 60, pull 0.1, aggregate 0, publish 2.5 |",
+        "train 24.7, generate 9, score 1, push 0.4, wait 60, pull 0.1, aggregate 0, publish 2.5 |",
     ]
 
 

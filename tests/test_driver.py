@@ -45,11 +45,13 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
     cfg = load_config(cfg_path)
     heard = []
     driver = Driver(cfg, progress=False, on_phase_done=heard.append)
-    for phase in ("train", "generate", "push"):
+    for phase in ("train", "generate", "score", "push"):
         driver.run_phase(1, phase)
     assert driver.run_phase(1, "train").skipped
-    assert [(o.round, o.phase, o.skipped) for o in heard] == [(1, p, False) for p in ("train", "generate", "push")]
-    assert heard[2].summary.records == 6, "the callback gets the phase's summary"
+    first = ("train", "generate", "score", "push")
+    assert [(o.round, o.phase, o.skipped) for o in heard] == [(1, p, False) for p in first]
+    assert heard[3].summary.records == 6, "the callback gets the phase's summary"
+    assert heard[2].summary.turns == 6 and heard[2].summary.mean_ifd_round is not None
     rd = driver.paths.round(1).dir
     plan = read_plan(rd)
     pushed = read_push(rd)

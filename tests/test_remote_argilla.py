@@ -130,6 +130,7 @@ def test_push_wait_pull_against_a_remote_server(
     state = RunState.load(driver.run_dir)
     state.mark_done(1, "train", "h-train", 1.0, {"examples": N, "final_loss": 1.0})
     state.mark_done(1, "generate", "h-generate", 1.0, {"turns": N, "candidates": 2 * N, "same_as_current": 0})
+    state.mark_done(1, "score", "h-score", 0.0, {})  # no scores.parquet: `select.strategy: all` asks every turn
 
     try:
         pushed = driver.run_phase(1, "push").summary

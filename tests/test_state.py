@@ -7,6 +7,7 @@ import pytest
 
 from loop.errors import StateError
 from loop.phases import PHASE_NAMES as PHASES
+from loop.phases import PHASES as PHASES_BY_NAME
 from loop.state import RunState
 
 
@@ -20,7 +21,7 @@ def test_new_run_starts_at_round_one_train(tmp_path: Path) -> None:
 def test_phases_are_recorded_in_order_and_persisted(tmp_path: Path) -> None:
     state = RunState.load(tmp_path)
     state.mark_done(1, "train", "h1", 1.5, {"final_loss": 0.1})
-    with pytest.raises(StateError, match="cannot finish 'push' before generate"):
+    with pytest.raises(StateError, match="cannot finish 'push' before generate, score"):
         state.mark_done(1, "push", "h3", 1.0)
     reloaded = RunState.load(tmp_path)
     assert reloaded.is_done(1, "train") and not reloaded.is_done(1, "generate")
@@ -64,8 +65,36 @@ def test_version_1_state_migrates_pull_into_pull_plus_aggregate(tmp_path: Path) 
     assert agg.keys is None  # the driver adopts today's hash for migrated records
     saved = json.loads((tmp_path / "state.json").read_text())
     assert saved["version"] == 2
-    assert saved["migrations"] == ["m001_split_aggregate_from_pull", "m002_per_key_hashes"]
+    assert saved["migrations"] == ["m001_split_aggregate_from_pull", "m002_per_key_hashes", "m003_score_before_push"]
     assert RunState.load(tmp_path).record(1, "aggregate") == agg
+
+
+def test_a_run_pushed_before_the_score_phase_resumes(tmp_path: Path) -> None:
+    """m003: rounds whose push is done get `score` done (empty summary); from score on, the driver
+    adopts today's hashes (push now hashes `select`), so the run resumes instead of being refused."""
+    rec = {"status": "done", "inputs_hash": "h", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 2.0}
+    keys = {"run.seed": "abc"}
+    old = [p for p in PHASES if p != "score"]
+    rounds = {
+        "1": {p: {**rec, "summary": {"n": 1}, "keys": keys} for p in old},  # finished
+        "2": {p: {**rec, "summary": {}, "keys": keys} for p in ("train", "generate", "push", "wait")},
+        "3": {},
+    }
+    rounds["3"] = {p: {**rec, "summary": {}, "keys": keys} for p in ("train", "generate")}  # not pushed
+    migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes"]
+    (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
+    state = RunState.load(tmp_path)
+    assert state.migrations[-1] == "m003_score_before_push"
+    assert state.finished_rounds() == [1]
+    assert state.next_phase(2) == "pull", "round 2 resumes where it stopped"
+    assert state.next_phase(3) == "score", "a round not pushed yet scores before its push"
+    for n in (1, 2):
+        score = state.record(n, "score")
+        assert score.summary == {} and score.keys is None and score.seconds == 0.0
+        assert state.record(n, "generate").keys == keys, "phases before score keep their hashes"
+        assert state.record(n, "push").keys is None and state.record(n, "wait").keys is None
+    assert PHASES_BY_NAME["score"].summary_from({}).turns == 0, "the empty summary reads back"
+    assert RunState.load(tmp_path).rounds == state.rounds, "applied once and saved"
 
 
 def test_invalidate_forgets_the_phase_what_follows_and_later_rounds(tmp_path: Path) -> None:

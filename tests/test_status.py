@@ -24,11 +24,16 @@ from loop.status import RoundStatus, run_status
 SUMMARIES = {
     "train": {"examples": 6, "first_loss": 4.2, "final_loss": 1.1},
     "generate": {"turns": 6, "candidates": 18, "same_as_current": 1},
+    "score": {"turns": 8, "verified_unchanged": 1},
     "push": {
         "dataset": "st-round-1",
         "dataset_id": "5f0c-ds",
         "records": 6,
         "url": "http://x/dataset/5f0c-ds",
+        "strategy": "value",
+        "selected": 6,
+        "not_selected": 1,
+        "verified_unchanged": 1,
     },
     "wait": {
         "reason": "completed",
@@ -98,24 +103,24 @@ def test_a_redo_of_everything_is_nothing_run_again(config: Path) -> None:
 
 
 def test_mid_round_before_labeling_shows_the_next_phase(config: Path) -> None:
-    done(config, 1, ("train", "generate"))
+    done(config, 1, ("train", "generate", "score"))
     assert run_status(Driver(load_config(config), progress=False), live=False) == [
         RoundStatus(1, "push", None, (), None)
     ]
     out, rows = status(config, "--offline")
     assert "pickloop run st" in out
-    assert rows == [["1", "push", "-", "-", "-"]]
+    assert rows == [["1", "push", "-", "-", "-", "-"]]
 
 
 def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
     config: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ARGILLA_API_KEY", "status-test-key")
-    done(config, 1, ("train", "generate", "push"))
-    assert status(config, "--offline")[1] == [["1", "wait", "6 records pushed", "-", "-"]]
+    done(config, 1, ("train", "generate", "score", "push"))
+    assert status(config, "--offline")[1] == [["1", "wait", "6 asked, 2 auto-kept (1 verified)", "6 records pushed", "-", "-"]]
     caplog.set_level(logging.WARNING)
     out, rows = status(config)  # live: the server is down, the pushed record count still shows
-    assert rows == [["1", "wait", "6 records pushed", "-", "-"]]
+    assert rows == [["1", "wait", "6 asked, 2 auto-kept (1 verified)", "6 records pushed", "-", "-"]]
     # One line says why, no retry warnings before it.
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert warning.startswith("no live progress from Argilla: ")
@@ -123,23 +128,23 @@ def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
 
 
 def test_after_the_wait_progress_comes_from_its_summary(config: Path) -> None:
-    done(config, 1, ("train", "generate", "push", "wait"))
+    done(config, 1, ("train", "generate", "score", "push", "wait"))
     (row,) = run_status(Driver(load_config(config), progress=False), live=True)  # no server asked
     # 5 completed plus 1 settled (answered by every labeler, one of them discarded) of 6: the wait
     # is over, so nothing is pending.
     assert row == RoundStatus(
-        1, "pull", "5/6 records complete · 1 discarded", (("alice", 5), ("bob", 6)), None
+        1, "pull", "5/6 records complete · 1 discarded", (("alice", 5), ("bob", 6)), None, (6, 1, 1)
     )
     assert status(config, "--offline")[1] == [
-        ["1", "pull", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "-"]
+        ["1", "pull", "6 asked, 2 auto-kept (1 verified)", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "-"]
     ]
 
 
 def test_a_wait_that_proceeded_at_a_fraction_shows_the_pending_records(config: Path) -> None:
     wait = {"reason": "fraction", "completed": 4, "total": 6, "settled": 0, "labelers": {"alice": 4}}
-    done(config, 1, ("train", "generate", "push", "wait"), wait=wait)
+    done(config, 1, ("train", "generate", "score", "push", "wait"), wait=wait)
     assert status(config, "--offline")[1] == [
-        ["1", "pull", "4/6 records complete · 2 left unlabeled", "alice 4", "-"]
+        ["1", "pull", "6 asked, 2 auto-kept (1 verified)", "4/6 records complete · 2 left unlabeled", "alice 4", "-"]
     ]
 
 
@@ -147,8 +152,8 @@ def test_a_finished_round_and_the_next_one(config: Path) -> None:
     done(config, 1, PHASE_NAMES)
     out, rows = status(config)  # live, but a finished round never asks the server
     assert rows == [
-        ["1", "done", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
-        ["2", "train", "-", "-", "-"],
+        ["1", "done", "6 asked, 2 auto-kept (1 verified)", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
+        ["2", "train", "-", "-", "-", "-"],
     ]
     assert "pending" not in out
     assert out.splitlines()[0].strip().startswith("pickloop run st (")
@@ -156,6 +161,7 @@ def test_a_finished_round_and_the_next_one(config: Path) -> None:
     assert [c.strip() for c in header.split("┃")[1:-1]] == [
         "round",
         "next phase",
+        "selection",
         "labeling",
         "labelers (submitted)",
         "revision",
@@ -171,7 +177,7 @@ def test_two_finished_rounds_and_a_third_mid_way(config: Path) -> None:
     done(config, 2, PHASE_NAMES, **second)
     done(config, 3, ("train",))
     assert status(config, "--offline")[1] == [
-        ["1", "done", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
-        ["2", "done", "6/6 records complete", "alice 6 · bob 6", "round-2"],
-        ["3", "generate", "-", "-", "-"],
+        ["1", "done", "6 asked, 2 auto-kept (1 verified)", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
+        ["2", "done", "6 asked, 2 auto-kept (1 verified)", "6/6 records complete", "alice 6 · bob 6", "round-2"],
+        ["3", "generate", "-", "-", "-", "-"],
     ]

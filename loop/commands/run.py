@@ -49,7 +49,7 @@ def run(config: Path, rounds: int | None) -> None:
 def round_group() -> None:
     """Run one phase of a round by hand, or redo a phase and what follows it.
 
-    Phases, in order: train, generate, push, wait, pull, aggregate, publish.
+    Phases, in order: train, generate, score, push, wait, pull, aggregate, publish.
     """
 
 
@@ -100,11 +100,15 @@ def redo(phase: str, config: Path, round_n: int | None, yes: bool) -> None:
     click.echo(f"Forgotten. Run `pickloop run {config}` to redo them.")
 
 
+STATUS_COLUMNS = ("round", "next phase", "selection", "labeling", "labelers (submitted)", "revision")
+
+
 @click.command()
 @CONFIG_ARG
 @click.option("--offline", is_flag=True, help="Do not ask Argilla for live progress.")
 def status(config: Path, offline: bool) -> None:
-    """Show each round's next phase, labeling progress (live from Argilla) and published revision."""
+    """Show each round's next phase, the turns asked and auto-kept, labeling progress (live from Argilla)
+    and published revision."""
     from rich.console import Console
     from rich.table import Table
 
@@ -116,12 +120,13 @@ def status(config: Path, offline: bool) -> None:
         click.echo(f"pickloop run {driver.config.run.name}: nothing has run yet ({driver.run_dir}).")
         return
     table = Table(title=f"pickloop run {driver.config.run.name} ({driver.run_dir})")
-    for col in ("round", "next phase", "labeling", "labelers (submitted)", "revision"):
+    for col in STATUS_COLUMNS:
         table.add_column(col)
     for r in rows:
         table.add_row(
             str(r.round),
             r.phase,
+            r.selection_text(),
             r.labeling or "-",
             " · ".join(f"{u} {n}" for u, n in r.labelers) or "-",
             r.revision or "-",

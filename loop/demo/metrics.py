@@ -1,4 +1,5 @@
-"""Answer-agreement metrics for the demo report: token F1 (SQuAD-style) and ROUGE-L F-measure.
+"""Answer-agreement metrics for the demo report: token F1 (SQuAD-style, from
+`loop.textsim`) and ROUGE-L F-measure.
 
 Small and dependency-free on purpose: the demo measures agreement with reference answers, and the
 simulated labelers rank candidates with the same functions.
@@ -6,26 +7,11 @@ simulated labelers rank candidates with the same functions.
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Sequence
 
-_TOKEN = re.compile(r"\w+", re.UNICODE)
+from loop.textsim import token_f1, tokens
 
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
-
-
-def token_f1(prediction: str, reference: str) -> float:
-    pred, ref = tokens(prediction), tokens(reference)
-    if not pred or not ref:
-        return float(pred == ref)
-    common = sum((Counter(pred) & Counter(ref)).values())
-    if common == 0:
-        return 0.0
-    precision, recall = common / len(pred), common / len(ref)
-    return 2 * precision * recall / (precision + recall)
+__all__ = ["mean", "rouge_l", "token_f1", "tokens"]  # token F1 lives in the core (`loop.textsim`)
 
 
 def _lcs(a: Sequence[str], b: Sequence[str]) -> int:

@@ -92,6 +92,8 @@ def markdown_table(rows: list[RoundRow]) -> str:
             if r.choices
             else "-"
         )
+        if r.choices.get("auto_kept"):  # turns `select` did not ask about
+            choices += f" (+{r.choices['auto_kept']} auto-kept)"
         times = ", ".join(f"{p} {s:g}" for p, s in r.seconds.items()) or "-"
         lines.append(
             f"| {r.round} | {_fmt(r.data_f1)} | {_fmt(r.model_f1)} | {choices} | {_fmt(r.agreement, 2)} | "
@@ -161,7 +163,7 @@ def plot(rows: list[RoundRow], path: Path, title: str) -> Path:
     ax1.set_title("Agreement with the reference")
     chosen = [r for r in rows if r.choices]
     bottom = [0] * len(chosen)
-    for kind in ("original", "model", "edited"):
+    for kind in ("original", "model", "edited", "auto_kept"):
         vals = [r.choices.get(kind, 0) for r in chosen]
         ax2.bar([r.round for r in chosen], vals, bottom=bottom, label=kind)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]

@@ -46,6 +46,9 @@ REGISTRY: tuple[Phase, ...] = (
     Phase("train", "loop.phases.train", ("model", "train"), ("data",), "LoRA fine-tune (TRL SFT + PEFT)"),
     Phase("generate", "loop.phases.generate", ("generate",), (), "K candidate answers per assistant turn"),
     Phase(
+        "score", "loop.phases.score", ("select.base_ifd",), (), "value scores per turn (IFD, disagreement)"
+    ),
+    Phase(
         "push",
         "loop.phases.push",
         (
@@ -54,9 +57,10 @@ REGISTRY: tuple[Phase, ...] = (
             "argilla.edit_question",
             "argilla.none_acceptable",
             "argilla.suggest_model_choice",
+            "select",
         ),
         (),
-        "candidates into an Argilla ranking dataset",
+        "the selected turns into an Argilla ranking dataset",
     ),
     Phase("wait", "loop.phases.wait", (), (), "until labelers have ranked the records"),
     Phase("pull", "loop.phases.pull", (), (), "read the rankings back (with ranks) from Argilla"),

@@ -24,6 +24,10 @@ Rules, per record (one (example, turn)), in order:
    most reproducible and, as docs/design.md notes, the likeliest to be right), then slot order as given
    (the generation order). This is a fixed order over the inputs, so the decision is deterministic.
 
+Turns `select` did not send to labelers (`selection.jsonl`) keep their current answer with
+`choice="auto_kept"` and the reason (`not_selected`, `verified_unchanged`); they count as not
+completed.
+
 Agreement is Kendall's W with the tie correction, over the annotators who ranked the record:
 W = 12 S / (m^2 (n^3 - n) - m sum_j T_j), where S is the sum of squared deviations of the candidates'
 rank sums from their mean and T_j = sum (t^3 - t) over annotator j's tie groups of size t. With fewer
@@ -36,7 +40,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -45,8 +49,8 @@ from loop.context import RoundContext
 from loop.errors import StateError
 from loop.fsutil import atomic_path, write_text
 
-Choice = Literal["original", "model", "edited"]
-CHOICES: tuple[Choice, ...] = ("original", "model", "edited")
+Choice = Literal["original", "model", "edited", "auto_kept"]
+CHOICES: tuple[Choice, ...] = ("original", "model", "edited", "auto_kept")
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,8 @@ class Decision:
     """Annotator whose edited answer won (kept out of published rows)."""
     changed: bool = False
     """The answer differs from the current one."""
+    reason: str | None = None
+    """Why an `auto_kept` turn was not asked: `not_selected` or `verified_unchanged` (`loop.selection`)."""
 
 
 @dataclass(frozen=True)
@@ -332,9 +338,9 @@ def aggregate_round(
     decisions = tuple(
         decide(rec, responses.get(rec.record_id, ()), min_submitted=min_submitted) for rec in records
     )
-    counts = {c: 0 for c in CHOICES}
+    counts = {c: 0 for c in CHOICES if c != "auto_kept"}  # labelers' decisions; run() adds auto_kept
     for d in decisions:
-        counts[d.choice] += 1
+        counts[d.choice] = counts.get(d.choice, 0) + 1
     defined = [d.agreement for d in decisions if d.agreement is not None]
     return RoundAggregate(
         round=round_n,
@@ -351,7 +357,7 @@ def aggregate_round(
 
 # --------------------------------------------------------------------------- applying decisions
 
-_STRENGTH = {"original": 0, "model": 1, "edited": 2}
+_STRENGTH = {"auto_kept": -1, "original": 0, "model": 1, "edited": 2}
 
 
 def _settings_json(settings: Mapping[str, Any] | None) -> str | None:
@@ -365,9 +371,9 @@ def apply_decisions(
 
     Rows are `{"id", "messages", ...}`; inputs are not modified. Every row gets `round`, `choice`,
     `annotator_count`, `agreement`, `generation_settings` (JSON or None) and `turns` (one entry per
-    assistant turn, same keys plus `turn`). For a multi-turn conversation the row-level values
-    summarise its turns: the strongest choice (edited > model > original), the fewest annotators,
-    the mean defined agreement, and the settings when exactly one turn took a model answer.
+    assistant turn, same keys plus `turn` and `reason`: why an `auto_kept` turn was not asked). For a
+    multi-turn conversation the row-level values summarise its turns: the strongest choice (edited >
+    model > original > auto_kept), the fewest annotators, the mean defined agreement, and the settings when exactly one turn took a model answer.
     Turns without a decision keep their content and count as `original` with 0 annotators; a turn
     decided `original` keeps the row's content as it is.
     """
@@ -390,9 +396,9 @@ def apply_decisions(
                 turns.append(_turn_info(i, "original", 0, None, None))
                 continue
             used.add((str(row["id"]), i))
-            if d.choice != "original":  # the row is the truth for a kept answer, not a copy of it
+            if d.choice not in ("original", "auto_kept"):  # the row is the truth for a kept answer
                 msg["content"] = d.answer
-            turns.append(_turn_info(i, d.choice, d.annotator_count, d.agreement, d.settings))
+            turns.append(_turn_info(i, d.choice, d.annotator_count, d.agreement, d.settings, d.reason))
         out.append({**row, "messages": messages, "round": round_n, **_summary(turns), "turns": turns})
     stray = sorted(set(by_key) - used)
     if stray:
@@ -405,7 +411,12 @@ def apply_decisions(
 
 
 def _turn_info(
-    turn: int, choice: str, count: int, agreement: float | None, settings: Mapping[str, Any] | None
+    turn: int,
+    choice: str,
+    count: int,
+    agreement: float | None,
+    settings: Mapping[str, Any] | None,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     return {
         "turn": turn,
@@ -413,6 +424,7 @@ def _turn_info(
         "annotator_count": count,
         "agreement": agreement,
         "generation_settings": _settings_json(settings),
+        "reason": reason,
     }
 
 
@@ -442,6 +454,36 @@ class Summary:
     draft: int = 0
     none_acceptable: int = 0
     agreement: float | None = None
+    auto_kept: dict[str, int] = field(default_factory=dict)  # reason -> turns not asked
+
+
+def auto_kept_decisions(selection, examples, round_n: int, run: str) -> list[Decision]:
+    """Current answers for the turns `select` did not ask about (`loop.selection.Selected`, not selected)."""
+    from argilla_setup.schema import record_external_id
+
+    by_id = {ex.id: ex for ex in examples}
+    out = []
+    for t in selection:
+        if t.selected:
+            continue
+        out.append(
+            Decision(
+                record_id=record_external_id(run, round_n, t.example_id, t.turn),
+                example_id=t.example_id,
+                turn=t.message_index,
+                answer=by_id[t.example_id].messages[t.message_index]["content"],
+                choice="auto_kept",
+                winning_slot=None,
+                settings=None,
+                annotator_count=0,
+                agreement=None,
+                flagged_none_acceptable=False,
+                borda={},
+                completed=False,
+                reason=t.reason,
+            )
+        )
+    return out
 
 
 def read_pulled(path: Path) -> tuple[list[RecordCandidates], dict[str, list[Response]], int, int]:
@@ -455,8 +497,10 @@ def read_pulled(path: Path) -> tuple[list[RecordCandidates], dict[str, list[Resp
         ) from None
     records = [RecordCandidates(**r) for r in raw["records"]]
     responses = {
-        k: [Response(r["annotator"], tuple(tuple(x) for x in r["ranking"]), r["edited"], r["none_acceptable"])
-            for r in v]
+        k: [
+            Response(r["annotator"], tuple(tuple(x) for x in r["ranking"]), r["edited"], r["none_acceptable"])
+            for r in v
+        ]
         for k, v in raw["responses"].items()
     }
     return records, responses, int(raw["discarded"]), int(raw["draft"])
@@ -466,6 +510,7 @@ def run(ctx: RoundContext) -> Summary:
     import datasets
 
     from loop.data import to_rows
+    from loop.selection import read_selection
 
     records, responses, discarded, draft = read_pulled(ctx.paths.pulled)
     agg = aggregate_round(
@@ -476,6 +521,13 @@ def run(ctx: RoundContext) -> Summary:
         draft=draft,
         min_submitted=ctx.config.argilla.min_submitted,
     )
+    selection = read_selection(ctx.paths.selection)
+    if selection is not None:
+        kept = auto_kept_decisions(selection, ctx.examples(), ctx.round, ctx.config.run.name)
+        order = {(t.example_id, t.message_index): i for i, t in enumerate(selection)}
+        decisions = sorted([*agg.decisions, *kept], key=lambda d: order.get((d.example_id, d.turn), -1))
+        counts = {**agg.counts, "auto_kept": len(kept)} if kept else agg.counts
+        agg = replace(agg, decisions=tuple(decisions), counts=counts)
     write_text(
         ctx.paths.decisions,
         "".join(json.dumps(asdict(d), ensure_ascii=False, default=str) + "\n" for d in agg.decisions),
@@ -492,4 +544,7 @@ def run(ctx: RoundContext) -> Summary:
         draft=agg.draft,
         none_acceptable=agg.flagged_none_acceptable,
         agreement=agg.mean_agreement,
+        auto_kept={
+            r: sum(d.reason == r for d in agg.decisions) for r in ("not_selected", "verified_unchanged")
+        },
     )

@@ -27,6 +27,14 @@ def run(ctx: RoundContext) -> Summary:
 
     ds = datasets.Dataset.from_parquet(str(ctx.paths.output))
     aggregated = ctx.summary("aggregate")
+    pushed = ctx.summary("push")
+    selection = None
+    if pushed is not None and pushed.selected is not None:
+        selection = {
+            "selected": pushed.selected,
+            "not_selected": pushed.not_selected,
+            "verified_unchanged": pushed.verified_unchanged,
+        }
     model = load_round_model(ctx.paths.model)
     stats = RoundStats.from_dataset(
         ds,
@@ -35,6 +43,7 @@ def run(ctx: RoundContext) -> Summary:
         base_model=model.original_base,
         adapter=str(model.adapter_dir),
         simulated_labelers=ctx.simulated_labelers,
+        selection=selection,
     )
     rev = publish_round(ds, stats, ctx.config.publish, run_name=ctx.config.run.name, run_dir=ctx.run.dir)
     done = "published" if rev.created else "already published"

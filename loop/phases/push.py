@@ -1,5 +1,8 @@
 """Phase `push`: the round's candidates into an Argilla ranking dataset, blind and idempotent.
 
+Only the turns `select` picks are sent (`loop.selection`, from the `score` phase's `scores.parquet`),
+highest value first; `selection.jsonl` records every turn's fate for `aggregate`.
+
 The push plan (slot -> source for every record) is written to the run directory before anything
 reaches Argilla; records are upserted by deterministic external ids, so a re-run never duplicates.
 """
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loop.context import RoundContext
+from loop.errors import StateError
 
 
 @dataclass(frozen=True)
@@ -18,15 +22,17 @@ class Summary:
     dataset_id: str
     records: int
     url: str | None = None
+    strategy: str | None = None  # select.strategy (None: pushed before selection existed)
+    selected: int | None = None  # turns sent to labelers
+    not_selected: int = 0  # auto-kept: outside the budget
+    verified_unchanged: int = 0  # auto-kept: labelers already verified the answer, candidates unchanged
 
 
 def schema_options(ctx: RoundContext):
     from argilla_setup.schema import SchemaOptions
 
     a = ctx.config.argilla
-    multi = any(
-        len(ex.assistant_turns()) > 1 or ex.messages[0]["role"] == "system" for ex in ctx.examples()
-    )
+    multi = any(len(ex.assistant_turns()) > 1 or ex.messages[0]["role"] == "system" for ex in ctx.examples())
     return SchemaOptions(
         multi_turn=multi,
         edit_question=a.edit_question,
@@ -42,6 +48,9 @@ def run(ctx: RoundContext) -> Summary:
     cfg = ctx.config
     slots = cfg.generate.k + 1  # the current answer plus K generated candidates
     turns = load_candidates(ctx.paths.candidates)
+    chosen = choose(ctx, turns)
+    by_key = {(t.example_id, t.message_index): t for t in turns}
+    turns = [by_key[(t.example_id, t.message_index)] for t in chosen.asked()]
     model_name = f"{Path(cfg.model.name_or_path).name}@round-{ctx.round}"
     items = [annotate.item_from_turn(t, model_name) for t in turns]
     plan = annotate.plan_records(items, run=cfg.run.name, round_n=ctx.round, slots=slots, seed=cfg.run.seed)
@@ -60,8 +69,49 @@ def run(ctx: RoundContext) -> Summary:
         suggest=cfg.argilla.suggest_model_choice,
         progress=ctx.progress,
     )
-    ctx.report(f"round {ctx.round}: {result.records} records in Argilla dataset {result.dataset_name}: {result.url}")
-    return Summary(result.dataset_name, result.dataset_id, result.records, result.url)
+    ctx.report(
+        f"round {ctx.round}: {result.records} records in Argilla dataset {result.dataset_name}: {result.url}"
+    )
+    counts = chosen.counts()
+    return Summary(
+        result.dataset_name,
+        result.dataset_id,
+        result.records,
+        result.url,
+        strategy=cfg.select.strategy,
+        selected=counts["selected"],
+        not_selected=counts["not_selected"],
+        verified_unchanged=counts["verified_unchanged"],
+    )
+
+
+def choose(ctx: RoundContext, turns):
+    """Apply `select` to the round's scores; writes `selection.jsonl` and reports what was left out."""
+    from loop.phases.score import TurnScores, load_scores
+    from loop.selection import select, write_selection
+
+    s = ctx.config.select
+    if ctx.paths.scores.exists():
+        scores = load_scores(ctx.paths.scores)
+    elif s.strategy == "all" and not s.skip_verified:  # a round scored before `score` existed (m003)
+        scores = [TurnScores(t.example_id, t.turn, t.message_index) for t in turns]
+    else:
+        raise StateError(
+            f"{ctx.paths.scores} is missing and select.strategy is {s.strategy}: score the round first "
+            f"(`pickloop round redo score CONFIG --round {ctx.round}`)"
+        )
+    chosen = select(scores, s, seed=ctx.seed if s.seed is None else s.seed)
+    for warning in chosen.warnings:
+        ctx.report(f"round {ctx.round}: {warning}")
+    write_selection(chosen, ctx.paths.selection)
+    counts = chosen.counts()
+    if counts["not_selected"] or counts["verified_unchanged"]:
+        ctx.report(
+            f"round {ctx.round}: asking labelers about {counts['selected']} of {len(chosen.turns)} turns "
+            f"({s.strategy}); auto-kept {counts['not_selected']} not selected, "
+            f"{counts['verified_unchanged']} verified and unchanged"
+        )
+    return chosen
 
 
 def ensure_labelers(ctx: RoundContext, conn) -> None:
