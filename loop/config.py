@@ -127,7 +127,7 @@ class GenerateSettings(Section):
         default_factory=list,
         description="Seeds of the sampled candidates, cycled; empty uses run.seed + 1, + 2, ...",
     )
-    max_new_tokens: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    max_new_tokens: int | Literal["auto"] = Field(
         "auto",
         description=(
             "Longest candidate, in tokens. auto: 1.25 x the 99th percentile of the round's current answers "
@@ -141,6 +141,24 @@ class GenerateSettings(Section):
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vLLM needs a GPU machine with vllm installed."
     )
+
+
+    @field_validator("max_new_tokens", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        """One clear error for both forms, not one per member of the union."""
+        if value == "auto":
+            return value
+        problem = _custom((), f"must be auto or a whole number >= 1, got {_show(value)}")
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise problem
+        try:
+            number = int(value)
+        except ValueError:
+            raise problem from None
+        if number < 1:
+            raise problem
+        return number
 
 
 class ArgillaSettings(Section):

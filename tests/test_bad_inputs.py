@@ -195,8 +195,13 @@ CASES = [
     Case("top-p-zero", ("key 'generate.top_p'", "greater than 0"), set={"generate.top_p": 0}),
     Case(
         "max-new-tokens-zero",
-        ("key 'generate.max_new_tokens'", "greater than or equal to 1"),
+        ("key 'generate.max_new_tokens'", "must be auto or a whole number >= 1, got 0"),
         set={"generate.max_new_tokens": 0},
+    ),
+    Case(
+        "max-new-tokens-word",
+        ("key 'generate.max_new_tokens'", "must be auto or a whole number >= 1, got 'lots'"),
+        set={"generate.max_new_tokens": "lots"},
     ),
     Case(
         "seeds-negative",

@@ -157,14 +157,14 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
 def test_phase_order_is_enforced(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg_path = make_config(tmp_path, tiny_model, env.api_url)
     driver = Driver(load_config(cfg_path), progress=False)
-    with pytest.raises(StateError, match="run train, generate before push"):
+    with pytest.raises(StateError, match="run train, generate, score before push"):
         driver.run_phase(1, "push")
     # Through the CLI it is one clean line, no traceback.
     proc = subprocess.run(
         [sys.executable, "-m", "loop.cli", "round", "push", str(cfg_path)], capture_output=True, text=True
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "Error: round 1: run train, generate before push"
+    assert proc.stderr.strip() == "Error: round 1: run train, generate, score before push"
     with pytest.raises(StateError, match="round 1 is not finished"):
         driver.run_phase(2, "train")
 
