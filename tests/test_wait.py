@@ -285,3 +285,41 @@ def test_live_progress_lists_every_labeler_and_records_one_answer_short(round_da
     p = live_progress(owner, dataset_id, [name, "nobody-yet"], 2)
     assert (p.completed, p.one_short, p.settled) == (0, 2, 0)
     assert describe(p) == f"0/3 records complete · {name} 2 · nobody-yet 0 · 2 need one more labeler"
+
+
+def test_a_round_with_nothing_pushed_does_not_wait(tmp_path) -> None:
+    """The selection can ask nothing (every answer verified): the wait returns at once, asking no
+    server (this one is closed), instead of waiting for records that will never exist."""
+    import socket
+
+    import yaml
+
+    from loop import phases
+    from loop.config import load_config
+    from loop.context import RoundContext
+    from loop.paths import RunPaths
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = tmp_path / "run.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "run": {"name": "empty", "dir": str(tmp_path / "run")},
+                "data": {"path": "data.jsonl"},
+                "model": {"name_or_path": "m"},
+                "argilla": {"api_url": f"http://127.0.0.1:{port}"},
+            }
+        )
+    )
+    cfg = load_config(path)
+    paths = RunPaths(cfg.run_dir())
+    paths.round(1).dir.mkdir(parents=True)
+    push = {"dataset_id": "d", "dataset_name": "empty-round-1", "workspace": "w", "records": 0, "url": "u"}
+    (paths.round(1).dir / "push.json").write_text(json.dumps({**push, "created_dataset": True}))
+    said: list[str] = []
+    ctx = RoundContext(cfg, 1, paths, report=said.append, progress=False)
+    summary = phases.PHASES["wait"].load().run(ctx)
+    assert (summary.reason, summary.total, summary.completed) == ("nothing_to_label", 0, 0)
+    assert said == ["round 1: nothing to label (no record was pushed)"]

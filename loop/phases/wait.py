@@ -376,6 +376,9 @@ def run(ctx: RoundContext) -> Summary:
     from loop.console import StatusLine
 
     pushed = annotate.read_push(ctx.paths.dir)
+    if pushed.records == 0:  # the selection asked nothing this round (e.g. every answer verified)
+        ctx.report(f"round {ctx.round}: nothing to label (no record was pushed)")
+        return Summary(reason="nothing_to_label", completed=0, total=0)
     a = ctx.config.argilla
     line = StatusLine() if ctx.progress else None
     try:
