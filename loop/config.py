@@ -332,6 +332,32 @@ class AggregateSettings(Section):
     """Turning several labelers' rankings into one answer per assistant turn."""
 
     method: Literal["borda"] = Field("borda", description="Rank aggregation across annotators.")
+    on_conflict: Literal["keep_current", "best", "review"] = Field(
+        "keep_current",
+        description=(
+            "What a record whose labelers disagree (see `conflict_below`, `conflict_top_choice`) gets: "
+            "keep_current keeps the current answer (`choice: conflict_kept`); best takes the Borda winner "
+            "anyway (the behaviour before conflicts were detected); review keeps the current answer "
+            "(`choice: conflict_review`) and asks about the turn again in the next round, whatever "
+            "`select` says. Edited answers and 'none acceptable' majorities are decided as before."
+        ),
+    )
+    conflict_below: float | None = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "A record with at least two rankings is a conflict when its Kendall's W (agreement, 0..1) is "
+            "below this; empty: agreement alone never makes a conflict. A single labeler is never one."
+        ),
+    )
+    conflict_top_choice: bool = Field(
+        True,
+        description=(
+            "A record with at least two rankings is also a conflict when the labelers' first places have "
+            "no candidate in common (ties at first place count as all first)."
+        ),
+    )
 
 
 class PublishSettings(Section):

@@ -164,6 +164,16 @@ CASES = [
         set={"select.strategy": "hardest"},
     ),
     Case(
+        "aggregate-on-conflict-unknown",
+        ("key 'aggregate.on_conflict'", "'keep_current', 'best' or 'review'"),
+        set={"aggregate.on_conflict": "vote"},
+    ),
+    Case(
+        "aggregate-conflict-below-out-of-range",
+        ("key 'aggregate.conflict_below'", "less than or equal to 1"),
+        set={"aggregate.conflict_below": 1.5},
+    ),
+    Case(
         "select-weight-unknown-score",
         ("key 'select.weights.ifd'", "unknown score"),
         set={"select.weights": {"ifd": 1.0}},
