@@ -82,6 +82,53 @@ class ModelSettings(Section):
     )
 
 
+REPLAY_SCORERS = ("round", "base")
+
+
+class ReplaySettings(Section):
+    """Replay (Self-Evolution): earlier versions of the examples trained again beside the round's data.
+
+    The pool is every earlier round's input version of an example whose text (roles and contents,
+    whitespace aside) differs from this round's version; identical versions are dropped (replaying
+    them trains the same text twice) and of equal earlier versions the latest round's is kept. Round 1
+    has no pool. Definitions and the choice rules: `loop/replay.py`.
+    """
+
+    mode: Literal["none", "hard", "easy", "even", "random", "all"] = Field(
+        "none",
+        description=(
+            "none: no replay; hard: highest IFD first; easy: lowest IFD first; even: evenly spaced over the "
+            "pool sorted by IFD; random: a sample seeded by run.seed + round; all: the whole pool."
+        ),
+    )
+    k: int | None = Field(
+        None, ge=1, description="Examples to replay (more than the pool replays it all, with a warning)."
+    )
+    fraction: float | None = Field(
+        None, gt=0, le=1, description="Fraction of the pool to replay (rounded up); instead of `k`."
+    )
+    scorer: str = Field(
+        "round",
+        description=(
+            "Model whose IFD orders the pool: round (the previous round's model; its scores.parquet is "
+            "reused for the previous round's versions), base (`model.name_or_path`), or a path / Hub id "
+            "of a small separate scorer (as in Superfiltering; same chat template expected)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _count_for_the_mode(self) -> ReplaySettings:
+        if self.k is not None and self.fraction is not None:
+            raise _custom(("fraction",), "give either k (a count) or fraction, not both")
+        if self.mode in ("hard", "easy", "even", "random") and self.k is None and self.fraction is None:
+            raise _custom(("mode",), f"mode {self.mode} needs k (a count) or fraction (of the pool)")
+        if self.mode == "all" and (self.k is not None or self.fraction is not None):
+            raise _custom(("mode",), "mode all replays the whole pool: drop k/fraction, or pick hard/easy/even/random")
+        if not self.scorer.strip():
+            raise _custom(("scorer",), "round, base, or a path / Hub id of a scorer model")
+        return self
+
+
 class TrainSettings(Section):
     """TRL SFT + PEFT LoRA training, and how one round's adapter carries into the next."""
 
@@ -102,6 +149,9 @@ class TrainSettings(Section):
     )
     lora: dict[str, Any] = Field(
         default_factory=dict, description="Fields passed to PEFT `LoraConfig` (checked against its fields)."
+    )
+    replay: ReplaySettings = Field(
+        default_factory=ReplaySettings, description="Earlier rounds' versions replayed in training (`train.replay.*`)."
     )
 
     @field_validator("sft", "sft_later_rounds", "lora")
@@ -332,6 +382,32 @@ class AggregateSettings(Section):
     """Turning several labelers' rankings into one answer per assistant turn."""
 
     method: Literal["borda"] = Field("borda", description="Rank aggregation across annotators.")
+    on_conflict: Literal["keep_current", "best", "review"] = Field(
+        "keep_current",
+        description=(
+            "What a record whose labelers disagree (see `conflict_below`, `conflict_top_choice`) gets: "
+            "keep_current keeps the current answer (`choice: conflict_kept`); best takes the Borda winner "
+            "anyway (the behaviour before conflicts were detected); review keeps the current answer "
+            "(`choice: conflict_review`) and asks about the turn again in the next round, whatever "
+            "`select` says. Edited answers and 'none acceptable' majorities are decided as before."
+        ),
+    )
+    conflict_below: float | None = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description=(
+            "A record with at least two rankings is a conflict when its Kendall's W (agreement, 0..1) is "
+            "below this; empty: agreement alone never makes a conflict. A single labeler is never one."
+        ),
+    )
+    conflict_top_choice: bool = Field(
+        True,
+        description=(
+            "A record with at least two rankings is also a conflict when the labelers' first places have "
+            "no candidate in common (ties at first place count as all first)."
+        ),
+    )
 
 
 class PublishSettings(Section):
@@ -969,6 +1045,20 @@ def _resolve_paths(cfg: RunConfig, base: Path, file: str, lines: dict[tuple[Any,
                 continue
             resolved = os.path.abspath(base / expanded)
             setattr(section, name, Path(resolved) if is_path else resolved)
+    replay = cfg.train.replay
+    if replay.scorer not in REPLAY_SCORERS:  # a scorer folder resolves like model.name_or_path
+        loc = ("train", "replay", "scorer")
+        try:
+            expanded = _expand(replay.scorer)
+        except UnsetVariable as exc:
+            raise ConfigError(
+                f"environment variable ${exc.name} is not set (or is empty); set it or write the path",
+                file=file,
+                line=_line_for(loc, lines),
+                key=_dotted(loc),
+            ) from None
+        if _looks_local(expanded, base):
+            replay.scorer = os.path.abspath(base / expanded)
 
 
 # --------------------------------------------------------------------------- hashing
@@ -1012,13 +1102,15 @@ def config_reference_markdown() -> str:
             out += [doc, ""]
         out += ["| key | type | default | description |", "|---|---|---|---|"]
         for key, f in model.model_fields.items():
-            cells = [
-                f"`{name}.{key}`",
-                _type_name(f.annotation) + _constraints(f),
-                _default(f),
-                f.description or "",
-            ]
-            out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+            nested = _is_model(f.annotation)
+            for sub, g in f.annotation.model_fields.items() if nested else [(None, f)]:
+                cells = [
+                    f"`{name}.{key}" + (f".{sub}`" if sub else "`"),
+                    _type_name(g.annotation) + _constraints(g),
+                    _default(g),
+                    g.description or "",
+                ]
+                out.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -52,6 +52,11 @@ class RoundPaths:
         """The round's trained model folder (adapter, merged weights, train_config.json)."""
         return self.dir / "model"
 
+    @property
+    def replay(self) -> Path:
+        """The earlier versions replayed in this round's training (`train.replay`), one JSON line each."""
+        return self.dir / "replay.jsonl"
+
     # generate
     @property
     def candidates(self) -> Path:

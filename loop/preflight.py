@@ -40,6 +40,7 @@ def preflight(
     check_run_dir(run_dir)
     if "train" in phases:
         check_model(config)
+        check_replay_scorer(config)
     if (1, "train") in pending and not has_input:
         check_data(config)
     if "publish" in phases and config.publish.hub_repo:
@@ -68,6 +69,15 @@ def check_run_dir(run_dir: Path) -> None:
         ) from None
     os.close(fd)
     os.unlink(name)
+
+
+def check_replay_scorer(config: RunConfig) -> None:
+    """A `train.replay.scorer` folder exists and holds a model (Hub ids are checked when loaded)."""
+    scorer = config.train.replay.scorer
+    if config.train.replay.mode == "none" or not Path(scorer).is_absolute():
+        return
+    if not (Path(scorer) / "config.json").is_file():
+        raise config.error(f"no model folder with a config.json at {scorer}", "train.replay.scorer")
 
 
 def check_model(config: RunConfig) -> None:

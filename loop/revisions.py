@@ -46,7 +46,7 @@ log = logging.getLogger("pickloop.revisions")
 
 T = TypeVar("T")
 
-CHOICE_KINDS = ("original", "model", "edited")  # `auto_kept` gets a column in rounds that have it
+CHOICE_KINDS = ("original", "model", "edited")  # `auto_kept`, `conflict_*` get a column in rounds that have them
 LINEAGE_HEADING = "## pickloop lineage"
 _LINEAGE_DATA = re.compile(r"<!-- pickloop-lineage (?P<json>\{.*?\}) -->", re.S)
 _SPLIT = "train"
@@ -91,6 +91,8 @@ class RoundStats:
     simulated_labelers: bool | None = None
     selection: dict[str, int] | None = None
     """Turns asked (`selected`) and auto-kept (`not_selected`, `verified_unchanged`); None before `select`."""
+    conflicts: int | None = None
+    """Records whose labelers disagreed (`aggregate.on_conflict`); None before conflicts were counted."""
 
     @classmethod
     def from_dataset(
@@ -103,6 +105,7 @@ class RoundStats:
         adapter: str | None = None,
         simulated_labelers: bool | None = None,
         selection: dict[str, int] | None = None,
+        conflicts: int | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -119,7 +122,8 @@ class RoundStats:
             values = [float(v) for v in dataset["agreement"] if v is not None and v == v]
             agreement = round(sum(values) / len(values), 4) if values else None
         if changed is None:
-            changed = sum(n for kind, n in choices.items() if kind not in ("original", "auto_kept"))
+            kept = ("original", "auto_kept", "conflict_kept", "conflict_review")
+            changed = sum(n for kind, n in choices.items() if kind not in kept)
         return cls(
             round=round_n,
             records=len(dataset),
@@ -130,6 +134,7 @@ class RoundStats:
             adapter=adapter,
             simulated_labelers=simulated_labelers,
             selection=selection,
+            conflicts=conflicts,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -213,8 +218,10 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     kinds = list(CHOICE_KINDS) + sorted({k for r in rows for k in r.choices} - set(CHOICE_KINDS))
     simulated = any(r.simulated_labelers is not None for r in rows)
     selected = any(r.selection is not None for r in rows)
+    conflicted = any(r.conflicts for r in rows)
     head = ["round", "revision", "records", "changed answers", *(f"chose {k}" for k in kinds), "agreement"]
     head += ["asked / auto-kept / verified"] if selected else []
+    head += ["conflicts"] if conflicted else []
     head += ["base model", "adapter"] + (["simulated labelers"] if simulated else [])
     lines = [
         LINEAGE_HEADING,
@@ -228,6 +235,7 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     for r in sorted(rows, key=lambda r: r.round):
         cells = [r.round, revision_name(r.round), r.records, r.changed, *(r.choices.get(k, 0) for k in kinds)]
         cells += [r.agreement] + ([_selection_cell(r.selection)] if selected else [])
+        cells += [r.conflicts or 0] if conflicted else []
         cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)

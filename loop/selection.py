@@ -12,6 +12,10 @@ give each turn not asked its current answer with `choice: auto_kept`.
    `ifd_hard` and `disagreement` the highest by their score. The rest are auto-kept (`not_selected`).
 4. Order: labelers get the selected turns highest `value` first (Argilla's queue shows records in
    insertion order); `all` keeps data order, `ifd_hard`/`disagreement` their own score's order.
+5. Forced turns: a turn the previous round left as `conflict_review` (`aggregate.on_conflict:
+   review`, `review_turns`) is asked again whatever steps 1-3 decided, on top of the budget, first in
+   the queue (`forced: conflict_review`). Asked once more: if labelers disagree again, that round's
+   `on_conflict` decides again.
 
 `value` = sum over scores of `weight * normalised score`, each score normalised to its percentile rank
 within the round (0 lowest, 1 highest, ties share their mean rank, a missing score counts 0.5), with
@@ -23,7 +27,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +36,7 @@ from loop.fsutil import atomic_path
 
 NOT_SELECTED = "not_selected"
 VERIFIED_UNCHANGED = "verified_unchanged"
+CONFLICT_REVIEW = "conflict_review"
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,7 @@ class Selected:
     reason: str | None = None  # why it was not asked: not_selected | verified_unchanged
     order: int | None = None  # 0-based position in the labelers' queue (selected turns only)
     value: float | None = None
+    forced: str | None = None  # why it was asked whatever the budget said: conflict_review
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class Selection:
             "selected": sum(t.selected for t in self.turns),
             NOT_SELECTED: sum(t.reason == NOT_SELECTED for t in self.turns),
             VERIFIED_UNCHANGED: sum(t.reason == VERIFIED_UNCHANGED for t in self.turns),
+            CONFLICT_REVIEW: sum(t.forced == CONFLICT_REVIEW for t in self.turns),
         }
 
 
@@ -101,8 +108,12 @@ def budget_count(budget: int | float, turns: int) -> int:
     return min(turns, max(1, math.ceil(budget * turns - 1e-9))) if turns else 0
 
 
-def select(scores: Sequence, settings: SelectSettings, *, seed: int) -> Selection:
-    """Apply `settings` to the round's `TurnScores` (data order); deterministic for a seed."""
+def select(
+    scores: Sequence, settings: SelectSettings, *, seed: int, force: Collection[tuple[str, int]] = ()
+) -> Selection:
+    """Apply `settings` to the round's `TurnScores` (data order); deterministic for a seed.
+
+    `force`: (example id, message index) of turns to ask whatever the budget says (step 5)."""
     value = values(scores, settings.weights)
     warnings = []
     skip = [settings.skip_verified and s.verified_unchanged for s in scores]
@@ -132,13 +143,22 @@ def select(scores: Sequence, settings: SelectSettings, *, seed: int) -> Selectio
         chosen = by("disagreement")[:want]
     if strategy in ("random", "value"):
         chosen = sorted(chosen, key=lambda i: -value[i])
+    forced = [i for i, s in enumerate(scores) if (s.example_id, s.message_index) in force]
+    chosen = forced + [i for i in chosen if i not in forced]
     order = {i: pos for pos, i in enumerate(chosen)}
     turns = []
     for i, s in enumerate(scores):
         reason = None if i in order else VERIFIED_UNCHANGED if skip[i] else NOT_SELECTED
         turns.append(
             Selected(
-                s.example_id, s.turn, s.message_index, i in order, reason, order.get(i), round(value[i], 6)
+                s.example_id,
+                s.turn,
+                s.message_index,
+                i in order,
+                reason,
+                order.get(i),
+                round(value[i], 6),
+                CONFLICT_REVIEW if i in forced else None,
             )
         )
     return Selection(turns, warnings)
@@ -154,6 +174,19 @@ def write_selection(selection: Selection, path: Path) -> Path:
         for t in selection.turns:
             fh.write(json.dumps(asdict(t), sort_keys=True) + "\n")
     return path
+
+
+def review_turns(decisions: Path) -> set[tuple[str, int]]:
+    """(example id, message index) of the turns a finished round left as `conflict_review`."""
+    if not decisions.exists():
+        return set()
+    out = set()
+    for line in decisions.read_text(encoding="utf-8").splitlines():
+        if line:
+            d = json.loads(line)
+            if d["choice"] == CONFLICT_REVIEW:
+                out.add((d["example_id"], int(d["turn"])))
+    return out
 
 
 def read_selection(path: Path) -> list[Selected] | None:

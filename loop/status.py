@@ -18,6 +18,13 @@ class RoundStatus:
     labelers: tuple[tuple[str, int], ...]  # (username, submitted)
     revision: str | None
     selection: tuple[int, int, int] | None = None  # (asked, auto-kept not selected, auto-kept verified)
+    conflicts: int = 0  # records whose labelers disagreed (aggregate summary); shown after the labeling
+
+    def labeling_text(self) -> str:
+        text = self.labeling or "-"
+        if self.conflicts:
+            text += f" · {self.conflicts} conflict{'s' if self.conflicts != 1 else ''}"
+        return text
 
     def selection_text(self) -> str:
         if self.selection is None:
@@ -59,7 +66,9 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
         if pushed and pushed.selected is not None:
             selection = (pushed.selected, pushed.not_selected, pushed.verified_unchanged)
         revision = published.revision if published else None
-        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection))
+        aggregated = _summary(state, n, "aggregate")
+        conflicts = getattr(aggregated, "conflicts", 0) if aggregated else 0
+        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection, conflicts))
     return out
 
 

@@ -164,6 +164,42 @@ CASES = [
         set={"select.strategy": "hardest"},
     ),
     Case(
+        "replay-unknown-mode",
+        ("key 'train.replay.mode'", "'random' or 'all'"),
+        set={"train.replay": {"mode": "hardest", "k": 2}},
+    ),
+    Case(
+        "replay-negative-k",
+        ("key 'train.replay.k'", "greater than or equal to 1"),
+        set={"train.replay": {"mode": "hard", "k": -3}},
+    ),
+    Case(
+        "replay-fraction-above-one",
+        ("key 'train.replay.fraction'", "less than or equal to 1"),
+        set={"train.replay": {"mode": "easy", "fraction": 1.5}},
+    ),
+    Case(
+        "replay-mode-without-a-count",
+        ("key 'train.replay.mode'", "needs k (a count) or fraction"),
+        set={"train.replay": {"mode": "even"}},
+    ),
+    Case(
+        "replay-scorer-folder-missing",
+        ("key 'train.replay.scorer'", "no model folder with a config.json"),
+        command="run",
+        set={"train.replay": {"mode": "hard", "k": 2, "scorer": "./scorer"}},
+    ),
+    Case(
+        "aggregate-on-conflict-unknown",
+        ("key 'aggregate.on_conflict'", "'keep_current', 'best' or 'review'"),
+        set={"aggregate.on_conflict": "vote"},
+    ),
+    Case(
+        "aggregate-conflict-below-out-of-range",
+        ("key 'aggregate.conflict_below'", "less than or equal to 1"),
+        set={"aggregate.conflict_below": 1.5},
+    ),
+    Case(
         "select-weight-unknown-score",
         ("key 'select.weights.ifd'", "unknown score"),
         set={"select.weights": {"ifd": 1.0}},

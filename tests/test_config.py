@@ -411,8 +411,11 @@ def test_markdown_reference_lists_every_field():
     for section, field in RunConfig.model_fields.items():
         assert f"### `{section}`" in md
         for key, sub in field.annotation.model_fields.items():
-            row = next(line for line in md.splitlines() if line.startswith(f"| `{section}.{key}` |"))
-            assert (sub.description or "").split("`")[0].split("<")[0][:20] in row
+            nested = getattr(sub.annotation, "model_fields", None)  # a subsection: one row per field
+            for name, f in nested.items() if nested else [(key, sub)]:
+                dotted = f"{section}.{key}" + (f".{name}" if nested else "")
+                row = next(line for line in md.splitlines() if line.startswith(f"| `{dotted}` |"))
+                assert (f.description or "").split("`")[0].split("<")[0][:20] in row
     assert "| `generate.k` | integer (>= 2, <= 50) | `4` |" in md
     assert "| `run.name` | string | required |" in md
     assert '"continue" \\| "merge_and_stack" \\| "from_base"' in md

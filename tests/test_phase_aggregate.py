@@ -9,12 +9,14 @@ from fractions import Fraction
 import pytest
 
 from loop.phases.aggregate import (
+    ConflictRule,
     Decision,
     RecordCandidates,
     Response,
     aggregate_round,
     apply_decisions,
     borda_points,
+    conflict_reason,
     decide,
     kendall_tau_b,
     kendalls_w,
@@ -387,3 +389,83 @@ def test_apply_decisions_rejects_a_turn_that_is_not_an_assistant_message():
         apply_decisions(rows, [_decision("q1", 0, "x", "model")], round_n=1)
     with pytest.raises(ValueError, match="two decisions"):
         apply_decisions(rows, [_decision("q1", 1, "x", "model"), _decision("q1", 1, "y", "model")], 1)
+
+
+# --------------------------------------------------------------------------- conflicts (aggregate.on_conflict)
+
+# alice b c a d, bob c b a d: rank sums b 3, c 3, a 6, d 8 (mean 5, S = 4+4+1+9 = 18), so
+# W = 12*18 / (2^2 (4^3-4)) = 216/240 = 0.9: high agreement, yet the first places differ (b vs c).
+# Borda b 3+2 = 5, c 2+3 = 5, a 1+1 = 2: b and c tie, slot order gives b.
+SPLIT_TOP = [ranked("alice", "b", "c", "a", "d"), ranked("bob", "c", "b", "a", "d")]
+
+
+def test_conflict_reason_rule():
+    rule = ConflictRule()  # the config defaults: W below 0.5, or first places with nothing in common
+    rankings = [r.ranking for r in SPLIT_TOP]
+    assert kendalls_w(rankings, SLOTS) == pytest.approx(0.9)
+    assert conflict_reason(rankings, SLOTS, 0.9, rule) == "top_choices_differ"
+    assert conflict_reason(rankings, SLOTS, 0.9, ConflictRule(top_choice=False)) is None
+    assert conflict_reason(rankings, SLOTS, 0.9, ConflictRule(below=0.95, top_choice=False)) == "low_agreement"
+    # Reversed orders: W 0 (every rank sum is 5) and different first places: both reasons.
+    opposed = [ranked("alice", "a", "b", "c", "d").ranking, ranked("bob", "d", "c", "b", "a").ranking]
+    assert conflict_reason(opposed, SLOTS, kendalls_w(opposed, SLOTS), rule) == "low_agreement+top_choices_differ"
+    # A tie at first place counts as all first: {a, b} and {b} share b. W: sums a 3.5, b 2.5, c 6, d 8,
+    # S = 2.25+6.25+1+9 = 18.5, alice's tie of 2 gives T = 6: 12*18.5 / (4*60 - 2*6) = 222/228.
+    tied = [ranked("alice", ("a", "b"), "c", "d").ranking, ranked("bob", "b", "a", "c", "d").ranking]
+    w = kendalls_w(tied, SLOTS)
+    assert w == pytest.approx(222 / 228)
+    assert conflict_reason(tied, SLOTS, w, rule) is None
+    # One labeler is never a conflict, whatever the threshold.
+    assert conflict_reason(rankings[:1], SLOTS, None, ConflictRule(below=1.0)) is None
+    assert conflict_reason([], SLOTS, None, rule) is None
+
+
+def test_on_conflict_keep_current_keeps_the_answer_and_says_why():
+    d = decide(record(), SPLIT_TOP, conflict=ConflictRule())
+    assert (d.choice, d.answer, d.winning_slot, d.changed) == ("conflict_kept", "answer a", "a", False)
+    assert (d.conflict, d.reason, d.completed) == (True, "top_choices_differ", True)
+    assert d.agreement == pytest.approx(0.9) and d.borda == {"a": 2.0, "b": 5.0, "c": 5.0, "d": 0.0}
+
+
+def test_on_conflict_best_is_the_plain_borda_winner_flagged():
+    plain = decide(record(), SPLIT_TOP)  # no rule: the rules before conflicts existed
+    best = decide(record(), SPLIT_TOP, conflict=ConflictRule(mode="best"))
+    assert (plain.choice, plain.winning_slot, plain.conflict, plain.reason) == ("model", "b", False, None)
+    assert (best.choice, best.winning_slot, best.answer, best.changed) == ("model", "b", "answer b", True)
+    assert (best.conflict, best.reason) == (True, "top_choices_differ")
+
+
+def test_on_conflict_review_keeps_the_answer_for_the_next_round():
+    d = decide(record(), SPLIT_TOP, conflict=ConflictRule(mode="review"))
+    assert (d.choice, d.answer, d.conflict, d.reason) == ("conflict_review", "answer a", True, "top_choices_differ")
+
+
+def test_conflict_rule_leaves_agreement_single_labelers_edits_and_none_acceptable_alone():
+    rule = ConflictRule(below=0.95)
+    agreeing = [ranked("alice", "b", "a", "c", "d"), ranked("bob", "b", "a", "c", "d")]  # W 1
+    assert decide(record(), agreeing, conflict=rule).choice == "model"
+    assert decide(record(), SPLIT_TOP[:1], conflict=rule).choice == "model", "one labeler: no conflict"
+    edited = [SPLIT_TOP[0], Response("bob", SPLIT_TOP[1].ranking, edited="A new answer.")]
+    d = decide(record(), edited, conflict=rule)
+    assert (d.choice, d.answer, d.conflict) == ("edited", "A new answer.", False)
+    flagged = [Response(r.annotator, r.ranking, none_acceptable=True) for r in SPLIT_TOP]
+    d = decide(record(), flagged, conflict=rule)
+    assert (d.choice, d.flagged_none_acceptable, d.conflict) == ("original", True, False)
+
+
+def test_aggregate_round_counts_conflicts_and_the_dataset_keeps_the_reason():
+    recs = [record(rid="r0", example="ex0", turn=1), record(rid="r1", example="ex1", turn=1)]
+    responses = {"r0": SPLIT_TOP, "r1": [ranked("alice", "b", "a", "c", "d"), ranked("bob", "b", "a", "c", "d")]}
+    agg = aggregate_round(1, recs, responses, conflict=ConflictRule())
+    assert agg.counts == {"original": 0, "model": 1, "edited": 0, "conflict_kept": 1}
+    assert (agg.conflicts, agg.changed) == (1, 1)
+    rows = [
+        {"id": ex, "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": "answer a"}]}
+        for ex in ("ex0", "ex1")
+    ]
+    out = apply_decisions(rows, agg.decisions, 1)
+    assert out[0]["messages"][1]["content"] == "answer a" and out[0]["choice"] == "conflict_kept"
+    assert out[0]["turns"][0]["reason"] == "top_choices_differ"
+    assert out[1]["messages"][1]["content"] == "answer b"
+    best = aggregate_round(1, recs, responses, conflict=ConflictRule(mode="best"))
+    assert (best.conflicts, best.counts["model"], best.changed) == (1, 2, 2)

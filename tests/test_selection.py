@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from loop.config import SelectSettings
@@ -45,7 +47,7 @@ def test_budget_counts() -> None:
 def test_all_is_todays_behaviour() -> None:
     chosen = select(SCORES, SelectSettings(), seed=0)
     assert [t.example_id for t in chosen.asked()] == ["e0", "e1", "e2", "e3", "e4"]
-    assert chosen.counts() == {"selected": 5, "not_selected": 0, "verified_unchanged": 0}
+    assert chosen.counts() == {"selected": 5, "not_selected": 0, "verified_unchanged": 0, "conflict_review": 0}
     assert asked(SelectSettings(budget=2)) == ["e0", "e1"], "a count keeps data order"
 
 
@@ -87,7 +89,7 @@ def test_skip_verified_never_asks_a_verified_answer_and_says_why() -> None:
         "e3": "not_selected",
         "e4": "verified_unchanged",
     }
-    assert chosen.counts() == {"selected": 2, "not_selected": 1, "verified_unchanged": 2}
+    assert chosen.counts() == {"selected": 2, "not_selected": 1, "verified_unchanged": 2, "conflict_review": 0}
 
 
 def test_a_count_above_the_turns_left_asks_them_all_with_a_warning() -> None:
@@ -164,3 +166,46 @@ def test_the_card_lineage_shows_asked_and_auto_kept_per_round() -> None:
     assert second.split("|")[1:-1][at].strip() == "2 / 2 / 1"
     assert first.split("|")[1:-1][at].strip() == "–", "a round before selection has no count"
     assert read_lineage(text)[1].selection == selection
+
+
+def test_a_conflict_left_for_review_is_asked_again_first_whatever_the_budget(tmp_path) -> None:
+    from dataclasses import asdict
+
+    from loop.phases.aggregate import ConflictRule, RecordCandidates, Response, aggregate_round
+    from loop.selection import review_turns
+
+    # Round 1: alice and bob put different candidates first on e3's turn: review keeps the answer.
+    rec = RecordCandidates("run/r1/e3/t0", "e3", 1, {"a": "A", "b": "B"}, "A", "a")
+    responses = [Response("alice", (("a", 1), ("b", 2))), Response("bob", (("b", 1), ("a", 2)))]
+    (d,) = aggregate_round(1, [rec], {rec.record_id: responses}, conflict=ConflictRule(mode="review")).decisions
+    assert (d.choice, d.reason) == ("conflict_review", "low_agreement+top_choices_differ")
+    decisions = tmp_path / "decisions.jsonl"
+    decisions.write_text(json.dumps(asdict(d)) + "\n")
+    force = review_turns(decisions)
+    assert force == {("e3", 1)} and review_turns(tmp_path / "missing.jsonl") == set()
+    # Round 2: e3 is asked first, on top of a budget of 2 and although ifd_hard ranks it last.
+    chosen = select(SCORES, SelectSettings(strategy="ifd_hard", budget=2), seed=0, force=force)
+    assert [t.example_id for t in chosen.asked()] == ["e3", "e4", "e1"]
+    assert [t.forced for t in chosen.asked()] == ["conflict_review", None, None]
+    assert chosen.counts()["conflict_review"] == 1 and chosen.counts()["selected"] == 3
+    path = write_selection(chosen, tmp_path / "selection.jsonl")
+    assert read_selection(path) == chosen.turns
+
+
+def test_the_card_lineage_counts_conflicts_and_kept_ones_are_not_changes() -> None:
+    import datasets
+
+    from loop.revisions import RoundStats, render_lineage
+
+    ds = datasets.Dataset.from_list(
+        [{"id": str(i), "choice": c} for i, c in enumerate(["original", "model", "conflict_kept", "conflict_review"])]
+    )
+    r2 = RoundStats.from_dataset(ds, 2, conflicts=2)
+    assert r2.changed == 1, "a conflict keeps the current answer"
+    text = render_lineage([RoundStats(1, 4, choices={"original": 4}), r2], None)
+    head, _, first, second = [line for line in text.splitlines() if line.startswith("|")][:4]
+    assert "chose conflict_kept" in head and "chose conflict_review" in head
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    at = cols.index("conflicts")
+    assert [c.strip() for c in first.strip("|").split("|")][at] == "0"
+    assert [c.strip() for c in second.strip("|").split("|")][at] == "2"

@@ -181,3 +181,10 @@ def test_two_finished_rounds_and_a_third_mid_way(config: Path) -> None:
         ["2", "done", "6 asked, 2 auto-kept (1 verified)", "6/6 records complete", "alice 6 · bob 6", "round-2"],
         ["3", "generate", "-", "-", "-", "-"],
     ]
+
+
+def test_a_round_with_conflicts_counts_them_after_the_labeling(config: Path) -> None:
+    done(config, 1, PHASE_NAMES, aggregate={**SUMMARIES["aggregate"], "conflicts": 2})
+    (row,) = run_status(Driver(load_config(config), progress=False), live=False)[:1]
+    assert row.conflicts == 2
+    assert row.labeling_text() == "5/6 records complete · 1 discarded · 2 conflicts"  # the labeling column

@@ -127,7 +127,7 @@ def status(config: Path, offline: bool) -> None:
             str(r.round),
             r.phase,
             r.selection_text(),
-            r.labeling or "-",
+            r.labeling_text(),
             " · ".join(f"{u} {n}" for u, n in r.labelers) or "-",
             r.revision or "-",
         )

@@ -94,6 +94,9 @@ def markdown_table(rows: list[RoundRow]) -> str:
         )
         if r.choices.get("auto_kept"):  # turns `select` did not ask about
             choices += f" (+{r.choices['auto_kept']} auto-kept)"
+        conflicts = r.choices.get("conflict_kept", 0) + r.choices.get("conflict_review", 0)
+        if conflicts:  # labelers disagreed; `aggregate.on_conflict` kept the current answer
+            choices += f" (+{conflicts} conflicts kept)"
         times = ", ".join(f"{p} {s:g}" for p, s in r.seconds.items()) or "-"
         lines.append(
             f"| {r.round} | {_fmt(r.data_f1)} | {_fmt(r.model_f1)} | {choices} | {_fmt(r.agreement, 2)} | "

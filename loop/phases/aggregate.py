@@ -23,6 +23,18 @@ Rules, per record (one (example, turn)), in order:
    keeping it avoids churn between rounds), the greedy candidate (the model's own best guess, the
    most reproducible and, as docs/design.md notes, the likeliest to be right), then slot order as given
    (the generation order). This is a fixed order over the inputs, so the decision is deterministic.
+   Before that, a conflict (below) is settled by `aggregate.on_conflict`.
+
+Conflict (`ConflictRule`, from `aggregate.conflict_below` / `conflict_top_choice`): a record with at
+least two submitted rankings whose Kendall's W is below `conflict_below` (`low_agreement`), or whose
+labelers' first places have no candidate in common, ties at first place counting as all first
+(`top_choices_differ`). One ranking is never a conflict, and the rule only reaches records that get to
+step 4: a written answer and a "none acceptable" majority are decided as before. Modes:
+`keep_current` (default) keeps the current answer, `choice="conflict_kept"`; `review` keeps it too,
+`choice="conflict_review"`, and the next round's selection asks about the turn again
+(`loop.selection`, `force`); `best` takes the Borda winner as if there were no conflict. Every
+conflicted decision has `conflict=True` and the reason (both joined by `+` when both hold) in `reason`,
+which the round's dataset keeps per turn.
 
 Turns `select` did not send to labelers (`selection.jsonl`) keep their current answer with
 `choice="auto_kept"` and the reason (`not_selected`, `verified_unchanged`); they count as not
@@ -49,8 +61,11 @@ from loop.context import RoundContext
 from loop.errors import StateError
 from loop.fsutil import atomic_path, write_text
 
-Choice = Literal["original", "model", "edited", "auto_kept"]
-CHOICES: tuple[Choice, ...] = ("original", "model", "edited", "auto_kept")
+Choice = Literal["original", "model", "edited", "auto_kept", "conflict_kept", "conflict_review"]
+CHOICES: tuple[Choice, ...] = ("original", "model", "edited", "auto_kept", "conflict_kept", "conflict_review")
+CONFLICT_CHOICES = ("conflict_kept", "conflict_review")
+LOW_AGREEMENT = "low_agreement"
+TOP_CHOICES_DIFFER = "top_choices_differ"
 
 
 @dataclass(frozen=True)
@@ -111,7 +126,25 @@ class Decision:
     changed: bool = False
     """The answer differs from the current one."""
     reason: str | None = None
-    """Why an `auto_kept` turn was not asked: `not_selected` or `verified_unchanged` (`loop.selection`)."""
+    """Why an `auto_kept` turn was not asked (`not_selected`, `verified_unchanged`: `loop.selection`), or
+    why a record is a conflict (`low_agreement`, `top_choices_differ`, or both joined by `+`)."""
+    conflict: bool = False
+    """The labelers disagreed (see the module docstring); `choice` says what `on_conflict` made of it."""
+
+
+@dataclass(frozen=True)
+class ConflictRule:
+    """When labelers disagree (see the module docstring) and what the record gets then."""
+
+    mode: Literal["keep_current", "best", "review"] = "keep_current"
+    below: float | None = 0.5
+    """Kendall's W under this is a conflict; None: agreement alone never is."""
+    top_choice: bool = True
+    """First places with no candidate in common are a conflict."""
+
+    @classmethod
+    def from_settings(cls, settings) -> ConflictRule:
+        return cls(settings.on_conflict, settings.conflict_below, settings.conflict_top_choice)
 
 
 @dataclass(frozen=True)
@@ -130,6 +163,8 @@ class RoundAggregate:
     draft: int
     """Draft responses (ignored), as counted by the pull step."""
     mean_agreement: float | None
+    conflicts: int = 0
+    """Records whose labelers disagreed, whatever `on_conflict` made of them."""
 
     @property
     def records(self) -> int:
@@ -249,8 +284,32 @@ def _check(record: RecordCandidates, responses: Sequence[Response]) -> None:
             raise ValueError(f"{record.record_id}: {resp.annotator!r} ranked a slot twice")
 
 
-def decide(record: RecordCandidates, responses: Sequence[Response], *, min_submitted: int = 1) -> Decision:
-    """The answer for one (example, turn); see the module docstring for the rules."""
+def conflict_reason(
+    rankings: Sequence[Sequence[tuple[str, int]]], slots: Sequence[str], agreement: float | None, rule: ConflictRule
+) -> str | None:
+    """Why these rankings (one per labeler who ranked) are a conflict, or None when they are not."""
+    if len(rankings) < 2:
+        return None
+    reasons = []
+    if rule.below is not None and agreement is not None and agreement < rule.below:
+        reasons.append(LOW_AGREEMENT)
+    if rule.top_choice:
+        firsts = [set(tie_groups(r, slots)[0]) for r in rankings]
+        if not set.intersection(*firsts):
+            reasons.append(TOP_CHOICES_DIFFER)
+    return "+".join(reasons) or None
+
+
+def decide(
+    record: RecordCandidates,
+    responses: Sequence[Response],
+    *,
+    min_submitted: int = 1,
+    conflict: ConflictRule | None = None,
+) -> Decision:
+    """The answer for one (example, turn); see the module docstring for the rules.
+
+    `conflict` None applies the plain rules (no conflict detection: `on_conflict: best` and no reason)."""
     _check(record, responses)
     slots = list(record.slots)
     ranked = [r for r in responses if r.ranking]
@@ -289,6 +348,13 @@ def decide(record: RecordCandidates, responses: Sequence[Response], *, min_submi
         )
     if flagged or not slots:
         return Decision(**base, **keep, settings=None)
+
+    reason = conflict_reason([r.ranking for r in ranked], slots, agreement, conflict) if conflict else None
+    if reason and conflict.mode != "best":  # type: ignore[union-attr]
+        choice = "conflict_review" if conflict.mode == "review" else "conflict_kept"  # type: ignore[union-attr]
+        return Decision(**{**base, **keep, "choice": choice}, settings=None, reason=reason, conflict=True)
+    if reason:
+        base = {**base, "reason": reason, "conflict": True}
 
     order = {s: i for i, s in enumerate(slots)}
     best = max(
@@ -333,12 +399,14 @@ def aggregate_round(
     discarded: int = 0,
     draft: int = 0,
     min_submitted: int = 1,
+    conflict: ConflictRule | None = None,
 ) -> RoundAggregate:
     """Decide every record of a round; `responses` maps record id -> its submitted responses."""
     decisions = tuple(
-        decide(rec, responses.get(rec.record_id, ()), min_submitted=min_submitted) for rec in records
+        decide(rec, responses.get(rec.record_id, ()), min_submitted=min_submitted, conflict=conflict)
+        for rec in records
     )
-    counts = {c: 0 for c in CHOICES if c != "auto_kept"}  # labelers' decisions; run() adds auto_kept
+    counts = {c: 0 for c in ("original", "model", "edited")}  # run() adds auto_kept; conflicts when any
     for d in decisions:
         counts[d.choice] = counts.get(d.choice, 0) + 1
     defined = [d.agreement for d in decisions if d.agreement is not None]
@@ -352,12 +420,13 @@ def aggregate_round(
         discarded=discarded,
         draft=draft,
         mean_agreement=sum(defined) / len(defined) if defined else None,
+        conflicts=sum(d.conflict for d in decisions),
     )
 
 
 # --------------------------------------------------------------------------- applying decisions
 
-_STRENGTH = {"auto_kept": -1, "original": 0, "model": 1, "edited": 2}
+_STRENGTH = {"auto_kept": -1, "original": 0, "conflict_kept": 0.5, "conflict_review": 0.5, "model": 1, "edited": 2}
 
 
 def _settings_json(settings: Mapping[str, Any] | None) -> str | None:
@@ -373,7 +442,7 @@ def apply_decisions(
     `annotator_count`, `agreement`, `generation_settings` (JSON or None) and `turns` (one entry per
     assistant turn, same keys plus `turn` and `reason`: why an `auto_kept` turn was not asked). For a
     multi-turn conversation the row-level values summarise its turns: the strongest choice (edited >
-    model > original > auto_kept), the fewest annotators, the mean defined agreement, and the settings when exactly one turn took a model answer.
+    model > conflict_kept/conflict_review > original > auto_kept), the fewest annotators, the mean defined agreement, and the settings when exactly one turn took a model answer.
     Turns without a decision keep their content and count as `original` with 0 annotators; a turn
     decided `original` keeps the row's content as it is.
     """
@@ -396,7 +465,7 @@ def apply_decisions(
                 turns.append(_turn_info(i, "original", 0, None, None))
                 continue
             used.add((str(row["id"]), i))
-            if d.choice not in ("original", "auto_kept"):  # the row is the truth for a kept answer
+            if d.choice in ("model", "edited"):  # the row is the truth for a kept answer
                 msg["content"] = d.answer
             turns.append(_turn_info(i, d.choice, d.annotator_count, d.agreement, d.settings, d.reason))
         out.append({**row, "messages": messages, "round": round_n, **_summary(turns), "turns": turns})
@@ -455,6 +524,7 @@ class Summary:
     none_acceptable: int = 0
     agreement: float | None = None
     auto_kept: dict[str, int] = field(default_factory=dict)  # reason -> turns not asked
+    conflicts: int = 0  # records whose labelers disagreed (`on_conflict` decided what they got)
 
 
 def auto_kept_decisions(selection, examples, round_n: int, run: str) -> list[Decision]:
@@ -520,6 +590,7 @@ def run(ctx: RoundContext) -> Summary:
         discarded=discarded,
         draft=draft,
         min_submitted=ctx.config.argilla.min_submitted,
+        conflict=ConflictRule.from_settings(ctx.config.aggregate),
     )
     selection = read_selection(ctx.paths.selection)
     if selection is not None:
@@ -544,6 +615,7 @@ def run(ctx: RoundContext) -> Summary:
         draft=agg.draft,
         none_acceptable=agg.flagged_none_acceptable,
         agreement=agg.mean_agreement,
+        conflicts=agg.conflicts,
         auto_kept={
             r: sum(d.reason == r for d in agg.decisions) for r in ("not_selected", "verified_unchanged")
         },

@@ -44,6 +44,7 @@ def run(ctx: RoundContext) -> Summary:
         adapter=str(model.adapter_dir),
         simulated_labelers=ctx.simulated_labelers,
         selection=selection,
+        conflicts=getattr(aggregated, "conflicts", None) if aggregated else None,
     )
     rev = publish_round(ds, stats, ctx.config.publish, run_name=ctx.config.run.name, run_dir=ctx.run.dir)
     done = "published" if rev.created else "already published"

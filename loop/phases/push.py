@@ -88,7 +88,7 @@ def run(ctx: RoundContext) -> Summary:
 def choose(ctx: RoundContext, turns):
     """Apply `select` to the round's scores; writes `selection.jsonl` and reports what was left out."""
     from loop.phases.score import TurnScores, load_scores
-    from loop.selection import select, write_selection
+    from loop.selection import review_turns, select, write_selection
 
     s = ctx.config.select
     if ctx.paths.scores.exists():
@@ -100,11 +100,14 @@ def choose(ctx: RoundContext, turns):
             f"{ctx.paths.scores} is missing and select.strategy is {s.strategy}: score the round first "
             f"(`pickloop round redo score CONFIG --round {ctx.round}`)"
         )
-    chosen = select(scores, s, seed=ctx.seed if s.seed is None else s.seed)
+    force = review_turns(ctx.previous.decisions) if ctx.previous is not None else set()
+    chosen = select(scores, s, seed=ctx.seed if s.seed is None else s.seed, force=force)
     for warning in chosen.warnings:
         ctx.report(f"round {ctx.round}: {warning}")
     write_selection(chosen, ctx.paths.selection)
     counts = chosen.counts()
+    if counts["conflict_review"]:
+        ctx.report(f"round {ctx.round}: asking again about {counts['conflict_review']} turns labelers disagreed on")
     if counts["not_selected"] or counts["verified_unchanged"]:
         ctx.report(
             f"round {ctx.round}: asking labelers about {counts['selected']} of {len(chosen.turns)} turns "

@@ -20,7 +20,7 @@ one row per (example, assistant turn); in a multi-turn conversation the history 
   None when the model gave no candidate.
 - `verified_unchanged`: labelers already settled this exact answer and the model offers nothing new.
   True when, in the previous round, labelers decided the turn (a completed decision, not flagged
-  "none acceptable") or it was auto-kept as `verified_unchanged` itself, the answer they kept equals
+  "none acceptable", not a conflict: labelers who disagree settled nothing) or it was auto-kept as `verified_unchanged` itself, the answer they kept equals
   the current answer (whitespace aside), and every candidate now has token F1 >= 0.9
   (`SAME_F1`) with one of the options labelers ranked then (their candidates and the original).
   `ranked_options` keeps those options, so a turn skipped again and again is compared with what
@@ -220,7 +220,7 @@ def verified_answers(paths: RoundPaths) -> dict[tuple[str, int], Verified]:
         if d["choice"] == "auto_kept":
             if d.get("reason") == "verified_unchanged" and key in chained:
                 out[key] = Verified(d["answer"], tuple(chained[key].ranked_options))
-        elif d.get("completed") and not d.get("flagged_none_acceptable") and key in plan:
+        elif d.get("completed") and not d.get("flagged_none_acceptable") and not d.get("conflict") and key in plan:
             options = tuple(c.text for c in plan[key].slots.values())
             out[key] = Verified(d["answer"], options + ((d["answer"],) if d["choice"] == "edited" else ()))
     return out

@@ -50,6 +50,7 @@ from loop.models import (
     load_tokenizer,
     precision_defaults,
 )
+from loop.replay import NEEDS_IFD, PoolEntry, Replay, build_pool, choose, example_ifd, write_replay
 
 if TYPE_CHECKING:
     from trl import SFTConfig, SFTTrainer
@@ -65,6 +66,8 @@ class Summary:
     processes: int = 1  # WORLD_SIZE of the launch that trained the round
     windowed_turns: int = 0  # assistant turns trained in a window of a conversation longer than max_length
     truncated_turns: int = 0  # single turns longer than max_length, trained on their beginning
+    replayed: int = 0  # earlier versions trained again (`train.replay`; listed in replay.jsonl)
+    replay_pool: int = 0  # earlier versions that differ from this round's (what replay chose from)
 
 
 def run(ctx: RoundContext) -> Summary:
@@ -76,8 +79,19 @@ def run(ctx: RoundContext) -> Summary:
     previous = load_round_model(ctx.previous.model) if ctx.previous else None
     ctx.limit_cpu_threads()
     started = time.monotonic()
+    replay = replay_for(ctx, examples)
+    if replay is not None:
+        for warning in replay.warnings:
+            ctx.report(f"round {ctx.round}: {warning}")
+        if state.is_main_process:
+            write_replay(replay, ctx.paths.replay)
+        if replay.chosen:
+            ctx.report(
+                f"round {ctx.round}: replaying {len(replay.chosen)} of {replay.pool} earlier versions "
+                f"({ctx.config.train.replay.mode})"
+            )
     result = train_round(
-        examples,
+        [*examples, *(e.example for e in replay.chosen)] if replay else examples,
         ctx.config.model,
         ctx.config.train,
         ctx.paths.model,
@@ -94,7 +108,60 @@ def run(ctx: RoundContext) -> Summary:
         processes=world_size(),
         windowed_turns=result.windowed_turns,
         truncated_turns=result.truncated_turns,
+        replayed=len(replay.chosen) if replay else 0,
+        replay_pool=replay.pool if replay else 0,
     )
+
+
+def replay_for(ctx: RoundContext, examples: Sequence[Example]) -> Replay | None:
+    """The earlier versions `train.replay` trains again this round (`loop/replay.py`); None when off."""
+    from loop.data import load_examples
+
+    settings = ctx.config.train.replay
+    if settings.mode == "none":
+        return None
+    earlier = [
+        (k, load_examples(ctx.run.round(1).input if k == 1 else ctx.run.round(k - 1).output))
+        for k in range(1, ctx.round)
+    ]
+    pool = build_pool(earlier, examples)
+    if pool and settings.mode in NEEDS_IFD:
+        pool = score_pool(ctx, pool)
+    return choose(pool, settings.mode, k=settings.k, fraction=settings.fraction, seed=ctx.seed)
+
+
+def score_pool(ctx: RoundContext, pool: Sequence[PoolEntry]) -> list[PoolEntry]:
+    """The pool with each version's IFD under `train.replay.scorer`; the previous round's
+    `scores.parquet` answers for its own versions when the scorer is `round`."""
+    from loop.models import load_generation_model
+    from loop.phases.generate import DEFAULT_MAX_LENGTH
+    from loop.phases.score import ifd_scores, load_scores
+
+    scorer = ctx.config.train.replay.scorer
+    ifd: dict[int, float | None] = {}
+    todo = list(range(len(pool)))
+    if scorer == "round":
+        source: str | Path = ctx.previous.model  # type: ignore[union-attr]
+        if ctx.previous.scores.exists():  # type: ignore[union-attr]
+            scored = {(t.example_id, t.message_index): t.ifd_round for t in load_scores(ctx.previous.scores)}  # type: ignore[union-attr]
+            for i in [i for i in todo if pool[i].source_round == ctx.round - 1]:
+                ifd[i] = example_ifd(pool[i].example, scored)
+            todo = [i for i in todo if i not in ifd]
+    else:
+        source = ctx.config.model.name_or_path if scorer == "base" else scorer
+    if todo:
+        try:
+            model, tokenizer = load_generation_model(source, ctx.config.model)
+        except Exception as exc:  # a scorer that cannot load is the config's mistake: say which key
+            raise ctx.config.error(
+                f"cannot load the replay scorer {source} ({type(exc).__name__}: {exc})", "train.replay.scorer"
+            ) from None
+        renamed = [Example(str(i), pool[i].example.messages) for i in todo]  # versions share ids
+        turns = ifd_scores(model, tokenizer, renamed, ctx.config.train.sft.get("max_length", DEFAULT_MAX_LENGTH))
+        del model
+        for ex in renamed:
+            ifd[int(ex.id)] = example_ifd(ex, turns)
+    return [dataclasses.replace(e, ifd=ifd.get(i)) for i, e in enumerate(pool)]
 
 
 PARTIAL = ".train.partial"
