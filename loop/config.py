@@ -86,23 +86,22 @@ REPLAY_SCORERS = ("round", "base")
 
 
 class ReplaySettings(Section):
-    """Replay (Self-Evolution): earlier versions of the examples trained again beside the round's data.
-
-    The pool is every earlier round's input version of an example whose text (roles and contents,
-    whitespace aside) differs from this round's version; identical versions are dropped (replaying
-    them trains the same text twice) and of equal earlier versions the latest round's is kept. Round 1
-    has no pool. Definitions and the choice rules: `loop/replay.py`.
+    """Replay (Self-Evolution): in a round that continues from the previous round's model, train on
+    the examples that changed plus a selection of the unchanged ones, which that model was already
+    trained on (the pool). Round 1 and strategy from_base train on everything. Definitions and the
+    choice rules: `loop/replay.py`.
     """
 
-    mode: Literal["none", "hard", "easy", "even", "random", "all"] = Field(
-        "none",
+    mode: Literal["all", "none", "hard", "easy", "even", "random"] = Field(
+        "all",
         description=(
-            "none: no replay; hard: highest IFD first; easy: lowest IFD first; even: evenly spaced over the "
-            "pool sorted by IFD; random: a sample seeded by run.seed + round; all: the whole pool."
+            "all: train on every example (no selection); none: only the changed ones; hard: plus the "
+            "unchanged ones with the highest IFD; easy: the lowest IFD; even: evenly spaced over the pool "
+            "sorted by IFD; random: a sample seeded by run.seed + round."
         ),
     )
     k: int | None = Field(
-        None, ge=1, description="Examples to replay (more than the pool replays it all, with a warning)."
+        None, ge=1, description="Unchanged examples to replay (more than the pool replays it all, with a warning)."
     )
     fraction: float | None = Field(
         None, gt=0, le=1, description="Fraction of the pool to replay (rounded up); instead of `k`."
@@ -110,8 +109,8 @@ class ReplaySettings(Section):
     scorer: str = Field(
         "round",
         description=(
-            "Model whose IFD orders the pool: round (the previous round's model; its scores.parquet is "
-            "reused for the previous round's versions), base (`model.name_or_path`), or a path / Hub id "
+            "Model whose IFD orders the pool: round (the previous round's model; its scores.parquet "
+            "already holds the pooled examples' IFD), base (`model.name_or_path`), or a path / Hub id "
             "of a small separate scorer (as in Superfiltering; same chat template expected)."
         ),
     )
@@ -122,8 +121,10 @@ class ReplaySettings(Section):
             raise _custom(("fraction",), "give either k (a count) or fraction, not both")
         if self.mode in ("hard", "easy", "even", "random") and self.k is None and self.fraction is None:
             raise _custom(("mode",), f"mode {self.mode} needs k (a count) or fraction (of the pool)")
-        if self.mode == "all" and (self.k is not None or self.fraction is not None):
-            raise _custom(("mode",), "mode all replays the whole pool: drop k/fraction, or pick hard/easy/even/random")
+        if self.mode in ("all", "none") and (self.k is not None or self.fraction is not None):
+            raise _custom(
+                ("mode",), f"mode {self.mode} takes no k/fraction: drop them, or pick hard/easy/even/random"
+            )
         if not self.scorer.strip():
             raise _custom(("scorer",), "round, base, or a path / Hub id of a scorer model")
         return self

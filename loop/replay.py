@@ -1,21 +1,25 @@
-"""Replay (`train.replay`, Self-Evolution): earlier versions of the examples trained again beside the round's data.
+"""Replay (`train.replay`, Self-Evolution): what a later round trains on besides what changed.
 
-Pure functions over `Example`s and IFD numbers; the train phase loads the scorer and calls them.
+A round that continues from the previous round's model (strategy continue or merge_and_stack) starts
+from a model that has already been trained on every answer the labelers kept. Replay decides how much
+of that unchanged data it trains on again, beside the examples that changed (always trained):
 
-- The pool for round n: each earlier round's input (round 1's `input.jsonl`, round k's = round k-1's
-  `output.parquet`), version by version. A version whose text (roles and contents, whitespace aside)
-  equals this round's version of the same example is dropped: replaying it trains the same text
-  twice. Equal earlier versions of one example count once, as the latest round's. Examples no longer
-  in this round's input are dropped. Round 1 has no pool, so replay does nothing there.
-- IFD of a version (`loop/phases/score.py`): the mean over its assistant turns under the scorer
-  (`round`: the previous round's model, whose `scores.parquet` already holds it for the previous
-  round's versions; `base`; or a scorer model's path). Turns without an IFD are left out of the mean;
-  a version with none has IFD None and sorts last in every order.
-- The choice: `hard` the k highest IFD, `easy` the k lowest, `even` k versions evenly spaced over the
-  pool sorted by IFD (the i-th of k at position floor((i + 1/2) n / k)), `random` a sample seeded by
-  run.seed + round, `all` the whole pool. `fraction` of the pool is rounded up; a `k` above the pool
-  size replays the whole pool, with a warning. Ties keep pool order (earlier rounds first, then data
-  order), so the choice is deterministic.
+- The pool for round n > 1: this round's examples whose text (roles and contents, whitespace aside)
+  equals their version in round n-1's input, i.e. what round n-1's model was trained on. Changed and
+  new examples are not in the pool; they are always trained. Round 1, and rounds that start again from
+  the base model (strategy from_base), train on everything.
+- IFD of a pooled example (`loop/phases/score.py`): the mean over its assistant turns under the scorer
+  (`round`: the previous round's model, whose `scores.parquet` already holds it, since the pooled text
+  is exactly what that round scored; `base`; or a scorer model's path). Turns without an IFD are left
+  out of the mean; an example with none has IFD None and sorts last in every order.
+- The choice: `all` the whole pool (train on everything: the default, and the behaviour before
+  replay existed), `none` nothing (train on the changed examples only), `hard` the k highest IFD
+  (the ones the question helps least), `easy` the k lowest, `even` k evenly spaced over the pool sorted
+  by IFD (the i-th of k at position floor((i + 1/2) n / k)), `random` a sample seeded by run.seed +
+  round. `fraction` of the pool is rounded up; a `k` above the pool size replays the whole pool, with a
+  warning. Ties keep data order, so the choice is deterministic.
+- A round where nothing changed and the choice is empty trains on the whole pool instead (a trainer
+  needs examples), and says so.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import json
 import math
 import random
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loop.data import Example
@@ -35,11 +39,11 @@ NEEDS_IFD = ("hard", "easy", "even")
 
 @dataclass(frozen=True)
 class PoolEntry:
-    """One earlier version of an example that differs from this round's."""
+    """One example of this round that the previous round trained on as it is."""
 
     example: Example
     source_round: int
-    """The round whose input this version was."""
+    """The round that trained it last (n - 1)."""
     ifd: float | None = None
 
 
@@ -48,26 +52,31 @@ class Replay:
     chosen: list[PoolEntry]
     pool: int
     warnings: list[str]
+    changed: list[Example] = field(default_factory=list)
+    """This round's examples that differ from (or are not in) the previous round's input."""
+
+    def training_examples(self) -> list[Example]:
+        """Changed examples first, then the replayed ones (the trainer shuffles them)."""
+        return [*self.changed, *(e.example for e in self.chosen)]
 
 
 def _text(ex: Example) -> list[tuple[str, str]]:
     return [(m["role"], " ".join(m["content"].split())) for m in ex.messages]
 
 
-def build_pool(earlier: Sequence[tuple[int, Sequence[Example]]], current: Sequence[Example]) -> list[PoolEntry]:
-    """The replay pool from `(round, that round's input)` pairs (any order) and this round's input."""
-    now = {ex.id: _text(ex) for ex in current}
-    latest: dict[tuple[str, str], tuple[int, Example]] = {}
-    for round_n, examples in sorted(earlier, key=lambda p: p[0]):
-        for ex in examples:
-            text = _text(ex)
-            if ex.id not in now or text == now[ex.id]:
-                continue
-            key = (ex.id, json.dumps(text))
-            latest.pop(key, None)  # a later equal version replaces it, in its own round's data order
-            latest[key] = (round_n, ex)
-    entries = sorted(latest.values(), key=lambda p: p[0])  # stable: data order within a round
-    return [PoolEntry(ex, round_n) for round_n, ex in entries]
+def build_pool(
+    previous: Sequence[Example], current: Sequence[Example], previous_round: int
+) -> tuple[list[Example], list[PoolEntry]]:
+    """(changed examples, pool): this round's examples split by whether the previous round's input
+    held the same text (whitespace aside)."""
+    before = {ex.id: _text(ex) for ex in previous}
+    changed, pool = [], []
+    for ex in current:
+        if before.get(ex.id) == _text(ex):
+            pool.append(PoolEntry(ex, previous_round))
+        else:
+            changed.append(ex)
+    return changed, pool
 
 
 def example_ifd(ex: Example, turn_ifd: Mapping[tuple[str, int], float | None]) -> float | None:
@@ -84,14 +93,14 @@ def count(pool: int, k: int | None, fraction: float | None) -> tuple[int, list[s
     if k is None:
         return pool, []
     if k > pool:
-        return pool, [f"train.replay.k {k} is more than the {pool} earlier versions in the pool: replaying them all"]
+        return pool, [f"train.replay.k {k} is more than the {pool} unchanged examples in the pool: replaying them all"]
     return k, []
 
 
 def choose(
     pool: Sequence[PoolEntry], mode: str, *, k: int | None = None, fraction: float | None = None, seed: int = 0
 ) -> Replay:
-    """The versions `mode` replays from `pool` (see the module docstring)."""
+    """The pooled examples `mode` replays (see the module docstring)."""
     if mode == "none" or not pool:
         return Replay([], len(pool), [])
     n, warnings = count(len(pool), None if mode == "all" else k, None if mode == "all" else fraction)

@@ -165,7 +165,7 @@ CASES = [
     ),
     Case(
         "replay-unknown-mode",
-        ("key 'train.replay.mode'", "'random' or 'all'"),
+        ("key 'train.replay.mode'", "'even' or 'random'"),
         set={"train.replay": {"mode": "hardest", "k": 2}},
     ),
     Case(

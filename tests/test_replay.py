@@ -1,5 +1,5 @@
-"""Replay (`train.replay`, `loop/replay.py`): the pool and its dedup, each mode's choice, clamping, the
-train phase training on the replayed versions, and the setting in the train phase's hash."""
+"""Replay (`train.replay`, `loop/replay.py`): changed examples vs the pool of unchanged ones, each
+mode's choice, clamping, the train phase training on changed + replayed, and the setting's hash."""
 
 from __future__ import annotations
 
@@ -20,20 +20,15 @@ def qa(ex_id: str, answer: str) -> Example:
     return Example(ex_id, [{"role": "user", "content": f"Q {ex_id}?"}, {"role": "assistant", "content": answer}])
 
 
-def test_the_pool_keeps_earlier_versions_that_differ_once_each() -> None:
-    round1 = [qa("a", "old a"), qa("b", "same b"), qa("c", "old c"), qa("gone", "x")]
-    round2 = [qa("a", "mid a"), qa("b", "same b"), qa("c", "old   c"), qa("gone", "x")]  # c: whitespace only
-    current = [qa("a", "new a"), qa("b", "same  b"), qa("c", "new c")]
-    pool = build_pool([(2, round2), (1, round1)], current)
-    # a: both earlier versions differ from "new a" and from each other; b equals the current version
-    # (whitespace aside); c's two earlier versions are one text, kept as round 2's; "gone" left the data.
-    assert [(e.example.id, e.source_round, e.example.messages[1]["content"]) for e in pool] == [
-        ("a", 1, "old a"),
-        ("a", 2, "mid a"),
-        ("c", 2, "old   c"),
-    ]
-    assert build_pool([], current) == [], "round 1: no earlier rounds, no pool"
-    assert build_pool([(1, current)], current) == [], "replaying an identical version is a no-op"
+def test_changed_examples_are_trained_and_unchanged_ones_pooled() -> None:
+    previous = [qa("a", "old a"), qa("b", "same b"), qa("c", "same c")]
+    current = [qa("a", "new a"), qa("b", "same  b"), qa("c", "same c"), qa("new", "n")]
+    changed, pool = build_pool(previous, current, 1)
+    # a changed; b differs only in whitespace (unchanged); "new" was not in the previous input.
+    assert [ex.id for ex in changed] == ["a", "new"]
+    assert [(e.example.id, e.source_round) for e in pool] == [("b", 1), ("c", 1)]
+    assert pool[0].example is current[1], "the pool holds this round's version"
+    assert build_pool([], current, 1) == (current, [])
 
 
 def test_example_ifd_is_the_mean_over_its_assistant_turns() -> None:
@@ -72,15 +67,20 @@ def test_random_is_deterministic_by_seed() -> None:
 def test_a_k_above_the_pool_replays_it_all_with_a_warning() -> None:
     replay = choose(POOL, "easy", k=50)
     assert len(replay.chosen) == 6 and replay.pool == 6
-    assert replay.warnings == ["train.replay.k 50 is more than the 6 earlier versions in the pool: replaying them all"]
+    assert replay.warnings == ["train.replay.k 50 is more than the 6 unchanged examples in the pool: replaying them all"]
     assert choose([], "hard", k=3).chosen == [] and choose(POOL, "hard", k=6).warnings == []
 
 
 def test_replay_settings_are_checked_at_load() -> None:
     from pydantic import ValidationError
 
-    assert ReplaySettings().mode == "none"
-    for bad in ({"mode": "hard"}, {"mode": "all", "k": 2}, {"mode": "easy", "k": 2, "fraction": 0.5}):
+    assert ReplaySettings().mode == "all", "the default trains on everything, as before replay existed"
+    for bad in (
+        {"mode": "hard"},
+        {"mode": "all", "k": 2},
+        {"mode": "none", "fraction": 0.5},
+        {"mode": "easy", "k": 2, "fraction": 0.5},
+    ):
         with pytest.raises(ValidationError):
             ReplaySettings(**bad)
 
@@ -131,33 +131,52 @@ def test_the_scorer_round_reuses_the_previous_rounds_scores(tmp_path: Path, trai
     from loop.phases.score import TurnScores, write_scores
     from loop.phases.train import replay_for
 
-    ids = [ex.id for ex in train_examples()[:3]]
-    run = _round_two(tmp_path, trained_round, {i: f"A better answer for {i}." for i in ids})
-    write_scores([TurnScores(i, 0, 1, ifd_round=v) for i, v in zip(ids, [0.2, 0.8, 0.5], strict=True)], run.round(1).scores)
+    examples = train_examples()
+    changed = {ex.id: f"A better answer for {ex.id}." for ex in examples[3:]}  # the first 3 are kept
+    run = _round_two(tmp_path, trained_round, changed)
+    ids = [ex.id for ex in examples[:3]]
+    scores = [TurnScores(i, 0, 1, ifd_round=v) for i, v in zip(ids, [0.2, 0.8, 0.5], strict=True)]
+    write_scores(scores, run.round(1).scores)
     cfg = _config(tmp_path, tiny_model, ReplaySettings(mode="hard", k=2))
     ctx = RoundContext(cfg, 2, run, progress=False)
     replay = replay_for(ctx, ctx.examples())
-    assert replay.pool == 3  # the three round-1 versions the labelers replaced
+    assert replay.pool == 3 and len(replay.changed) == len(examples) - 3
     assert [(e.example.id, e.source_round, e.ifd) for e in replay.chosen] == [(ids[1], 1, 0.8), (ids[2], 1, 0.5)]
 
 
-def test_round_two_trains_on_the_replayed_versions(tmp_path: Path, trained_round, tiny_model) -> None:  # noqa: F811
+def test_round_two_trains_on_changed_plus_replayed(tmp_path: Path, trained_round, tiny_model) -> None:  # noqa: F811
     from loop.phases import train
 
-    ids = [ex.id for ex in train_examples()[:3]]
-    run = _round_two(tmp_path, trained_round, {i: f"A better answer for {i}." for i in ids})
+    examples = train_examples()
+    kept = [ex.id for ex in examples[:7]]
+    run = _round_two(tmp_path, trained_round, {ex.id: f"A better answer for {ex.id}." for ex in examples[7:]})
     messages: list[str] = []
-    cfg = _config(tmp_path, tiny_model, ReplaySettings(mode="hard", k=5))  # more than the pool: clamped
+    cfg = _config(tmp_path, tiny_model, ReplaySettings(mode="hard", k=2))
     summary = train.run(RoundContext(cfg, 2, run, report=messages.append, progress=False))
-    assert (summary.examples, summary.replayed, summary.replay_pool) == (10, 3, 3)
+    n = len(examples)
+    assert (summary.examples, summary.changed, summary.replayed, summary.replay_pool) == (n, n - 7, 2, 7)
+    assert summary.trained == n - 7 + 2
     rows = read_replay(run.round(2).replay)
-    assert sorted(r["example_id"] for r in rows) == sorted(ids) and {r["source_round"] for r in rows} == {1}
+    assert {r["example_id"] for r in rows} <= set(kept) and {r["source_round"] for r in rows} == {1}
     ifds = [r["ifd"] for r in rows]  # scored under round 1's model: no scores.parquet to reuse
     assert all(isinstance(v, float) for v in ifds) and ifds == sorted(ifds, reverse=True)
     metrics = json.loads((run.round(2).model / "metrics.json").read_text())
-    assert metrics["num_examples"] == 13, "the round's 10 examples plus 3 replayed versions"
-    assert any("train.replay.k 5 is more than the 3" in m for m in messages)
-    assert any("replaying 3 of 3 earlier versions (hard)" in m for m in messages)
+    assert metrics["num_examples"] == n - 7 + 2, "the changed examples plus 2 replayed ones"
+    assert any(f"training on {n - 7} changed examples and 2 of 7 unchanged ones (hard)" in m for m in messages)
+
+
+def test_a_k_above_the_pool_and_nothing_changed(tmp_path: Path, trained_round, tiny_model) -> None:  # noqa: F811
+    from loop.phases.train import replay_for
+
+    run = _round_two(tmp_path, trained_round, {})
+    ctx = RoundContext(_config(tmp_path, tiny_model, ReplaySettings(mode="random", k=50)), 2, run, progress=False)
+    replay = replay_for(ctx, ctx.examples())
+    assert replay.changed == [] and len(replay.chosen) == replay.pool == len(train_examples())
+    assert replay.warnings == [f"train.replay.k 50 is more than the {replay.pool} unchanged examples in the pool: replaying them all"]
+    ctx = RoundContext(_config(tmp_path, tiny_model, ReplaySettings(mode="all")), 2, run, progress=False)
+    assert replay_for(ctx, ctx.examples()) is None, "mode all: train on everything"
+    first = RoundContext(_config(tmp_path, tiny_model, ReplaySettings(mode="none")), 1, run, progress=False)
+    assert replay_for(first, first.examples()) is None, "round 1 trains on everything"
 
 
 def test_a_scorer_that_cannot_load_names_the_key(tmp_path: Path, trained_round, tiny_model) -> None:  # noqa: F811

@@ -66,8 +66,10 @@ class Summary:
     processes: int = 1  # WORLD_SIZE of the launch that trained the round
     windowed_turns: int = 0  # assistant turns trained in a window of a conversation longer than max_length
     truncated_turns: int = 0  # single turns longer than max_length, trained on their beginning
-    replayed: int = 0  # earlier versions trained again (`train.replay`; listed in replay.jsonl)
-    replay_pool: int = 0  # earlier versions that differ from this round's (what replay chose from)
+    trained: int | None = None  # examples this round trained on (fewer than `examples` with train.replay)
+    changed: int | None = None  # examples that differ from the previous round's input (always trained)
+    replayed: int = 0  # unchanged examples trained again (`train.replay`; listed in replay.jsonl)
+    replay_pool: int = 0  # unchanged examples replay chose from
 
 
 def run(ctx: RoundContext) -> Summary:
@@ -80,18 +82,25 @@ def run(ctx: RoundContext) -> Summary:
     ctx.limit_cpu_threads()
     started = time.monotonic()
     replay = replay_for(ctx, examples)
+    train_on = list(examples)
     if replay is not None:
         for warning in replay.warnings:
             ctx.report(f"round {ctx.round}: {warning}")
         if state.is_main_process:
             write_replay(replay, ctx.paths.replay)
-        if replay.chosen:
+        train_on = replay.training_examples()
+        if not train_on:
             ctx.report(
-                f"round {ctx.round}: replaying {len(replay.chosen)} of {replay.pool} earlier versions "
-                f"({ctx.config.train.replay.mode})"
+                f"round {ctx.round}: no example changed and train.replay chose none: training on all "
+                f"{len(examples)} again"
             )
+            train_on = list(examples)
+        ctx.report(
+            f"round {ctx.round}: training on {len(replay.changed)} changed examples and "
+            f"{len(replay.chosen)} of {replay.pool} unchanged ones ({ctx.config.train.replay.mode})"
+        )
     result = train_round(
-        [*examples, *(e.example for e in replay.chosen)] if replay else examples,
+        train_on,
         ctx.config.model,
         ctx.config.train,
         ctx.paths.model,
@@ -108,26 +117,27 @@ def run(ctx: RoundContext) -> Summary:
         processes=world_size(),
         windowed_turns=result.windowed_turns,
         truncated_turns=result.truncated_turns,
+        trained=len(train_on),
+        changed=len(replay.changed) if replay else None,
         replayed=len(replay.chosen) if replay else 0,
         replay_pool=replay.pool if replay else 0,
     )
 
 
 def replay_for(ctx: RoundContext, examples: Sequence[Example]) -> Replay | None:
-    """The earlier versions `train.replay` trains again this round (`loop/replay.py`); None when off."""
+    """What `train.replay` trains this round (`loop/replay.py`); None: everything, as in round 1, with
+    strategy from_base, and with mode all."""
     from loop.data import load_examples
 
     settings = ctx.config.train.replay
-    if settings.mode == "none":
+    if settings.mode == "all" or ctx.round == 1 or ctx.config.train.strategy == "from_base":
         return None
-    earlier = [
-        (k, load_examples(ctx.run.round(1).input if k == 1 else ctx.run.round(k - 1).output))
-        for k in range(1, ctx.round)
-    ]
-    pool = build_pool(earlier, examples)
+    previous = ctx.run.round(1).input if ctx.round == 2 else ctx.run.round(ctx.round - 2).output
+    changed, pool = build_pool(load_examples(previous), examples, ctx.round - 1)
     if pool and settings.mode in NEEDS_IFD:
         pool = score_pool(ctx, pool)
-    return choose(pool, settings.mode, k=settings.k, fraction=settings.fraction, seed=ctx.seed)
+    chosen = choose(pool, settings.mode, k=settings.k, fraction=settings.fraction, seed=ctx.seed)
+    return dataclasses.replace(chosen, changed=changed)
 
 
 def score_pool(ctx: RoundContext, pool: Sequence[PoolEntry]) -> list[PoolEntry]:
