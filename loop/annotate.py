@@ -165,9 +165,9 @@ def plan_records(
         offered: list[Candidate] = [Candidate(item.current_answer)]
         seen = {_norm(item.current_answer)}
         for cand in item.candidates:
-            key = _norm(cand.text)
-            if key and key not in seen:
-                seen.add(key)
+            text = _norm(cand.text)
+            if text and text not in seen:
+                seen.add(text)
                 offered.append(cand)
         offered = offered[:slots]
         order = list(range(len(offered)))

@@ -373,3 +373,28 @@ def test_new_user_passwords_reach_only_a_terminal(tmp_path: Path) -> None:
     assert "s3cret-pw" not in logged and str(user.credentials_file) in logged and "0600" in logged
     assert "s3cret-pw" in describe_new_user(user, interactive=True)
     assert "s3cret-pw" not in repr(user)
+
+
+def test_the_shuffle_depends_on_the_secret_key_alone_not_on_public_text() -> None:
+    """Slot order is seeded by the secret shuffle key (0600 under PICKLOOP_HOME): with another key
+    the original lands elsewhere in some records, with the same key always in the same slot. (The
+    key was once overwritten by a candidate's text, which labelers can read: the order then followed
+    from public data.)"""
+    items = [
+        annotate.RoundItem(
+            f"ex-{i}",
+            0,
+            ({"role": "user", "content": f"Question {i}?"},),
+            f"original answer {i}",
+            tuple(annotate.Candidate(f"model answer {i}{c}", MODEL, 0.7) for c in "abc"),
+        )
+        for i in range(40)
+    ]
+
+    def originals(key: str) -> list[str | None]:
+        plan = annotate.plan_records(items, run="shuffle", round_n=1, slots=4, seed=0, key=key)
+        return [rec.original_slot for rec in plan]
+
+    assert originals("secret-one") == originals("secret-one")
+    assert originals("secret-one") != originals("secret-two")
+    assert len(set(originals("secret-one"))) == 4, "the original lands in every slot over 40 records"
