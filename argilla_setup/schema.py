@@ -4,8 +4,10 @@
 records with the names exported here and the pull step reads answers back by the same names. Candidate
 slots are shuffled by the push step, and which slot holds the original answer (and which model and
 temperature made each candidate) never reaches Argilla: it lives only in the round's push plan
-(`loop.annotate.write_plan`), so no route, role or bug of the server can show it to a labeler. Every
-metadata property declared here is visible to annotators and says nothing about any single option.
+(`loop.annotate.write_plan`), so no route, role or bug of the server can show it to a labeler. The
+metadata says nothing about any single option: round, source, example and turn are visible to
+annotators; the value scores (`SCORE_METADATA`, with `SchemaOptions.score_metadata`) are declared
+`visible_for_annotators=False`, for owners to sort and filter on, since they could bias a labeler.
 
 Record ids are deterministic (run, round, example, turn), so re-pushing a round upserts instead of
 duplicating: `record_external_id` is the SDK's `rg.Record(id=...)` / the REST `external_id`, and
@@ -40,6 +42,14 @@ META_ROUND = "round"
 META_SOURCE = "source"
 META_EXAMPLE_ID = "example_id"
 META_TURN = "turn"
+SCORE_METADATA = {
+    "value": "Value (selection)",
+    "ifd_round": "IFD (round model)",
+    "ifd_base": "IFD (base model)",
+    "disagreement": "Candidate disagreement",
+    "current_logprob": "Current answer log-prob",
+}
+"""Value scores of a record's turn (`loop/phases/score.py`, `loop/selection.py`), owners only."""
 
 _RECORD_NAMESPACE = uuid.UUID("6f0c3a52-8a1e-4f43-9a57-1d1f0b7c2e11")
 _ID_PART = re.compile(r"^[^/\s]+$")
@@ -68,6 +78,8 @@ class SchemaOptions:
     """Annotators who must submit a record before it counts as completed."""
     sources: tuple[str, ...] | None = None
     """Allowed values of the `source` metadata (None: any string)."""
+    score_metadata: bool = False
+    """Declare the value scores as metadata hidden from annotators (see the module docstring)."""
     allow_extra_metadata: bool = False
     """Accept metadata keys not declared here (stored, not filterable). Never put provenance there:
     stock Argilla shows undeclared metadata to annotators by `GET /records/{id}` (pickloop's embedded
@@ -217,6 +229,11 @@ def round_settings(
         rg.TermsMetadataProperty(name=META_EXAMPLE_ID, title="Example id", client=c),
         rg.IntegerMetadataProperty(name=META_TURN, title="Turn", min=0, client=c),
     ]
+    if options.score_metadata:
+        metadata += [
+            rg.FloatMetadataProperty(name=name, title=title, visible_for_annotators=False, client=c)
+            for name, title in SCORE_METADATA.items()
+        ]
 
     return rg.Settings(
         fields=fields,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -56,6 +57,7 @@ class RoundItem:
     candidates: tuple[Candidate, ...]  # generated ones; the original is added by the plan
     source: str = "dataset"
     message_index: int = -1  # index of this assistant turn in the conversation's messages
+    scores: dict[str, float] = field(default_factory=dict)  # value scores, hidden from annotators
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class PlannedRecord:
     original_slot: str | None
     source: str = "dataset"
     message_index: int = -1
+    scores: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
         body = asdict(self)
@@ -91,7 +94,9 @@ class PushResult:
     created_dataset: bool
 
 
-def item_from_turn(turn: Any, model_name: str, source: str = "dataset") -> RoundItem:
+def item_from_turn(
+    turn: Any, model_name: str, source: str = "dataset", scores: dict[str, float] | None = None
+) -> RoundItem:
     """A generated turn (`loop.phases.generate.TurnCandidates`) as a round item; settings kept per candidate."""
     cands = []
     for c in turn.candidates:
@@ -109,6 +114,7 @@ def item_from_turn(turn: Any, model_name: str, source: str = "dataset") -> Round
         tuple(cands),
         source,
         turn.message_index,
+        dict(scores or {}),
     )
 
 
@@ -184,6 +190,7 @@ def plan_records(
                 original,
                 item.source,
                 item.message_index,
+                item.scores,
             )
         )
     return planned
@@ -232,6 +239,7 @@ def record_body(rec: PlannedRecord, *, round_n: int, multi_turn: bool, slots: in
         schema.META_EXAMPLE_ID: rec.example_id,
         schema.META_TURN: rec.turn,
     }
+    metadata.update({k: v for k, v in rec.scores.items() if k in schema.SCORE_METADATA and math.isfinite(v)})
     for name in schema.slot_names(slots):
         cand = rec.slots.get(name)
         if cand is not None:

@@ -227,6 +227,15 @@ class ArgillaSettings(Section):
     min_submitted: int = Field(1, ge=1, description="Submitted responses that make a record `completed`.")
     edit_question: bool = Field(True, description="Offer a 'write a better answer' text question.")
     none_acceptable: bool = Field(True, description="Offer a 'none acceptable' label.")
+    score_metadata: bool | None = Field(
+        None,
+        description=(
+            "Put each record's value scores (value, IFD, disagreement, current log-prob) in Argilla as "
+            "metadata hidden from annotators, for owners to sort and filter on. null: on the embedded "
+            "server only, whose record routes hide such metadata from annotators; stock Argilla returns "
+            "it to any workspace member through the API, so a remote server needs true explicitly."
+        ),
+    )
     suggest_model_choice: bool = Field(
         False, description="Pre-fill the model's preferred candidate (off: avoids anchoring)."
     )

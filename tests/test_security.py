@@ -31,6 +31,9 @@ K = 3
 VISIBLE_META = {schema.META_ROUND, schema.META_SOURCE, schema.META_EXAMPLE_ID, schema.META_TURN}
 # Strings whose presence in any answer would reveal provenance.
 TELLTALES = (MODEL, "secret-model", "original_slot", "_model", "_temperature", "mean_logprob")
+# Value scores are owners' metadata (`argilla.score_metadata`): no annotator route may show them.
+HIDDEN_SCORES = {"value": 0.75, "ifd_round": 1.125, "disagreement": 0.375, "current_logprob": -1.5}
+SCORE_TELLTALES = ("ifd_round", "disagreement", "current_logprob", "1.125", "0.375")
 
 # Routes an annotator may call that cannot return records, responses or metadata (writes refused to
 # annotators, login flows, docs). Everything else is walked below.
@@ -106,6 +109,7 @@ def blind(argilla_stack, tmp_path_factory: pytest.TempPathFactory):
                 annotate.Candidate(f"model answer {i}a", MODEL, 0.0, {"kind": "greedy"}, -0.5),
                 annotate.Candidate(f"model answer {i}b", MODEL, 0.7, {"kind": "sample"}, -0.9),
             ),
+            scores=HIDDEN_SCORES,
         )
         for i in range(3)
     ]
@@ -119,7 +123,7 @@ def blind(argilla_stack, tmp_path_factory: pytest.TempPathFactory):
         round_n=1,
         workspace=ws,
         slots=K,
-        options=SchemaOptions(min_submitted=2),
+        options=SchemaOptions(min_submitted=2, score_metadata=True),
         suggest=True,
         progress=False,
     )
@@ -143,6 +147,7 @@ def blind(argilla_stack, tmp_path_factory: pytest.TempPathFactory):
         "bob_id": apis[bob.name].me()["id"],
         "ws_id": owner.workspace_by_name(ws)["id"],
         "round_dir": home,
+        "owner_props": owner.get(f"/api/v1/me/datasets/{result.dataset_id}/metadata-properties")["items"],
     }
 
 
@@ -176,7 +181,8 @@ def _metadatas(obj) -> list[dict]:
 def test_pull_maps_slots_back_through_the_plan(blind) -> None:
     """Argilla holds nothing about sources; the plan alone says which slot is the original."""
     owner_view = blind["records"]
-    assert all(set(r["metadata"]) <= VISIBLE_META for r in owner_view)
+    assert all(set(r["metadata"]) == VISIBLE_META | set(HIDDEN_SCORES) for r in owner_view), "owners see scores"
+    assert all(r["metadata"]["ifd_round"] == 1.125 for r in owner_view)
     assert annotate.read_plan(blind["round_dir"])[0].original_slot in schema.slot_names(K)
 
 
@@ -241,7 +247,9 @@ def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: P
         ("GET", "/api/v1/x-pickloop/patches"): [(None, [])],
         ("GET", "/api/v1/x-pickloop/datasets/{dataset_id}/rankings"): [(None, [])],
     }
-    for prop in props:
+    hidden = [p for p in blind["owner_props"] if p["name"] in HIDDEN_SCORES]
+    assert len(hidden) == len(HIDDEN_SCORES) and not any(p["visible_for_annotators"] for p in hidden)
+    for prop in [*props, *hidden]:  # a hidden property's id must not open its values either
         walk.setdefault(("GET", "/api/v1/metadata-properties/{metadata_property_id}/metrics"), []).append(
             (None, [("_id", prop["id"])])
         )
@@ -265,7 +273,7 @@ def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: P
                 seen[f"{method} {template}"] = r.status_code
                 assert r.status_code < 500, (method, path, r.text[:300])
                 text = r.text
-                for word in TELLTALES:
+                for word in TELLTALES + SCORE_TELLTALES:
                     assert word not in text, (method, path, word)
                 assert str(argilla_stack.home) not in text, (method, path, "server home")
                 if r.headers.get("content-type", "").startswith("application/json"):

@@ -209,3 +209,18 @@ def test_the_card_lineage_counts_conflicts_and_kept_ones_are_not_changes() -> No
     at = cols.index("conflicts")
     assert [c.strip() for c in first.strip("|").split("|")][at] == "0"
     assert [c.strip() for c in second.strip("|").split("|")][at] == "2"
+
+
+def test_score_metadata_holds_the_finite_scores_and_the_value() -> None:
+    from loop.phases.push import score_metadata
+    from loop.phases.score import TurnScores
+    from loop.selection import Selected, Selection
+
+    scores = [
+        TurnScores("a", 0, 1, ifd_round=1.2, disagreement=0.4, current_logprob=-0.8),
+        TurnScores("b", 0, 1, ifd_round=float("nan"), ifd_base=None),
+    ]
+    chosen = Selection([Selected("a", 0, 1, True, value=2.5), Selected("b", 0, 1, False, "not_selected")], [])
+    meta = score_metadata(chosen, scores)
+    assert meta[("a", 1)] == {"ifd_round": 1.2, "disagreement": 0.4, "current_logprob": -0.8, "value": 2.5}
+    assert meta[("b", 1)] == {}, "NaN and missing scores are left out (Argilla takes finite numbers)"

@@ -9,6 +9,7 @@ reaches Argilla; records are upserted by deterministic external ids, so a re-run
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def schema_options(ctx: RoundContext):
     a = ctx.config.argilla
     multi = any(len(ex.assistant_turns()) > 1 or ex.messages[0]["role"] == "system" for ex in ctx.examples())
     return SchemaOptions(
+        score_metadata=wants_score_metadata(ctx),
         multi_turn=multi,
         edit_question=a.edit_question,
         none_acceptable=a.none_acceptable,
@@ -48,11 +50,15 @@ def run(ctx: RoundContext) -> Summary:
     cfg = ctx.config
     slots = cfg.generate.k + 1  # the current answer plus K generated candidates
     turns = load_candidates(ctx.paths.candidates)
-    chosen = choose(ctx, turns)
+    chosen, scores = choose(ctx, turns)
     by_key = {(t.example_id, t.message_index): t for t in turns}
     turns = [by_key[(t.example_id, t.message_index)] for t in chosen.asked()]
     model_name = f"{Path(cfg.model.name_or_path).name}@round-{ctx.round}"
-    items = [annotate.item_from_turn(t, model_name) for t in turns]
+    meta = score_metadata(chosen, scores) if wants_score_metadata(ctx) else {}
+    items = [
+        annotate.item_from_turn(t, model_name, scores=meta.get((t.example_id, t.message_index)))
+        for t in turns
+    ]
     plan = annotate.plan_records(items, run=cfg.run.name, round_n=ctx.round, slots=slots, seed=cfg.run.seed)
     annotate.write_plan(ctx.paths.dir, plan)
     conn = ctx.connection()
@@ -85,8 +91,29 @@ def run(ctx: RoundContext) -> Summary:
     )
 
 
+def wants_score_metadata(ctx: RoundContext) -> bool:
+    """`argilla.score_metadata`, where null means: only on the embedded server (see its description)."""
+    a = ctx.config.argilla
+    return a.score_metadata if a.score_metadata is not None else not a.api_url
+
+
+def score_metadata(chosen, scores) -> dict[tuple[str, int], dict[str, float]]:
+    """(example id, message index) -> the turn's scores and selection value, finite numbers only."""
+    from argilla_setup.schema import SCORE_METADATA
+
+    value = {(t.example_id, t.message_index): t.value for t in chosen.turns}
+    out = {}
+    for s in scores:
+        key = (s.example_id, s.message_index)
+        numbers = {name: getattr(s, name, None) for name in SCORE_METADATA if name != "value"}
+        numbers["value"] = value.get(key)
+        out[key] = {k: float(v) for k, v in numbers.items() if isinstance(v, int | float) and math.isfinite(v)}
+    return out
+
+
 def choose(ctx: RoundContext, turns):
-    """Apply `select` to the round's scores; writes `selection.jsonl` and reports what was left out."""
+    """Apply `select` to the round's scores; writes `selection.jsonl` and reports what was left out.
+    Returns the selection and the scores it was made from."""
     from loop.phases.score import TurnScores, load_scores
     from loop.selection import review_turns, select, write_selection
 
@@ -114,7 +141,7 @@ def choose(ctx: RoundContext, turns):
             f"({s.strategy}); auto-kept {counts['not_selected']} not selected, "
             f"{counts['verified_unchanged']} verified and unchanged"
         )
-    return chosen
+    return chosen, scores
 
 
 def ensure_labelers(ctx: RoundContext, conn) -> None:
