@@ -61,3 +61,42 @@ def test_demo_runs_two_simulated_rounds(pickloop_home: Path) -> None:
     stats = json.loads((run_dir / "simulated_labelers.json").read_text())
     assert set(stats) == {"sim-labeler-1", "sim-labeler-2"}
     assert all(s["submitted"] + s["discarded"] >= 16 for s in stats.values())
+
+
+def test_a_demo_that_asks_about_half_the_turns(pickloop_home: Path, tmp_path: Path) -> None:
+    """`select: value, budget 0.5` end to end through the real Argilla: half the turns are pushed,
+    highest value first; the others are published unchanged as `auto_kept`; status says so."""
+    import yaml
+    from datasets import load_dataset
+
+    from loop.demo.run import demo_config_path
+    from loop.paths import RunPaths
+    from loop.selection import read_selection
+
+    cfg = yaml.safe_load(demo_config_path().read_text())
+    cfg["select"] = {"strategy": "value", "budget": 0.5}
+    config = tmp_path / "half.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    port = server.free_port()
+    args = ["demo", "--config", str(config), "--simulate-labelers", "2", "--rounds", "1", "--limit", "12"]
+    try:
+        result = CliRunner().invoke(cli, [*args, "--port", str(port)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        run_dir = pickloop_home / "runs" / "demo-simulated"
+        rd = RunPaths(run_dir).round(1)
+        state = json.loads((run_dir / "state.json").read_text())["rounds"]["1"]
+        assert state["push"]["summary"]["records"] == 6
+        assert state["aggregate"]["summary"]["choices"]["auto_kept"] == 6
+        asked = sorted((t for t in read_selection(rd.selection) if t.selected), key=lambda t: t.order)
+        values = [t.value for t in asked]
+        assert len(asked) == 6 and values == sorted(values, reverse=True), "highest value first"
+        skipped = [t for t in read_selection(rd.selection) if not t.selected]
+        assert min(values) >= max(t.value for t in skipped)
+        ds = load_dataset(str(run_dir / "revisions" / "round-1"), split="train")
+        assert len(ds) == 12 and ds["choice"].count("auto_kept") == 6
+        cfg["run"]["name"] = "demo-simulated"  # the name the simulated demo runs under
+        config.write_text(yaml.safe_dump(cfg))
+        status = CliRunner().invoke(cli, ["status", "--offline", str(config)], catch_exceptions=False).output
+        assert "6 asked, 6 auto-kept (0 verified)" in status
+    finally:
+        server.stop(pickloop_home / "argilla")

@@ -246,3 +246,33 @@ def test_the_legends_are_outside_the_plot_area(driver: Driver, monkeypatch: pyte
         legend, area = ax.get_legend().get_window_extent(renderer), ax.get_window_extent(renderer)
         assert legend.y1 <= area.y0  # entirely below the axes: it covers no bar or point
     close(fig)
+
+
+def test_every_record_is_one_bar_segment_and_the_legend_lists_only_kinds_present(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from loop.demo import report
+
+    rows = [
+        report.RoundRow(0, 0.5, None),
+        report.RoundRow(1, 0.8, 0.6, {"original": 100, "model": 5, "edited": 60, "conflict_kept": 10}),
+        report.RoundRow(2, 0.9, 0.7, {"original": 150, "edited": 10, "conflict_review": 3, "conflict_kept": 2, "model": 10}),
+    ]
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", figures.append)
+    report.plot(rows, tmp_path / "p.png", "t")
+    (fig,) = figures
+    bars = fig.axes[1]
+    heights: dict[float, float] = {}
+    for patch in bars.patches:
+        x = round(patch.get_x() + patch.get_width() / 2)
+        heights[x] = heights.get(x, 0) + patch.get_height()
+    assert heights == {1: 175, 2: 175}, "conflicts are a segment of their own: the bars reach every record"
+    labels = [t.get_text() for t in bars.get_legend().get_texts()]
+    assert labels == ["original", "model", "edited", "conflict: current kept"], "no auto-kept: none this run"
+    close(fig)

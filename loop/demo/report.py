@@ -74,6 +74,16 @@ def build_rows(driver, references: Mapping[str, str]) -> list[RoundRow]:
     return rows
 
 
+BAR_KINDS = {
+    ("original",): "original",
+    ("model",): "model",
+    ("edited",): "edited",
+    ("conflict_kept", "conflict_review"): "conflict: current kept",
+    ("auto_kept",): "auto-kept (not asked)",
+}
+"""Stacked bars of the choices plot: every record of the round lands in exactly one."""
+
+
 def _summary(state, n: int, phase: str) -> dict | None:
     rec = state.record(n, phase)
     return rec.summary if rec else None
@@ -166,9 +176,11 @@ def plot(rows: list[RoundRow], path: Path, title: str) -> Path:
     ax1.set_title("Agreement with the reference")
     chosen = [r for r in rows if r.choices]
     bottom = [0] * len(chosen)
-    for kind in ("original", "model", "edited", "auto_kept"):
-        vals = [r.choices.get(kind, 0) for r in chosen]
-        ax2.bar([r.round for r in chosen], vals, bottom=bottom, label=kind)
+    for kind, label in BAR_KINDS.items():
+        vals = [sum(r.choices.get(k, 0) for k in kind) for r in chosen]
+        if not any(vals):  # no empty entries in the legend
+            continue
+        ax2.bar([r.round for r in chosen], vals, bottom=bottom, label=label)
         bottom = [b + v for b, v in zip(bottom, vals, strict=True)]
     ax2.set_xlabel("round")
     ax2.set_ylabel("records")
