@@ -16,6 +16,7 @@ from pathlib import Path
 from loop.demo.metrics import mean, token_f1
 from loop.fsutil import atomic_path, write_json, write_text
 from loop.phases import PHASE_NAMES, PHASES
+from loop.phases.aggregate import CONFLICT_CHOICES
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ BAR_KINDS = {
     ("original",): "original",
     ("model",): "model",
     ("edited",): "edited",
-    ("conflict_kept", "conflict_review"): "conflict: current kept",
+    CONFLICT_CHOICES: "conflict: current kept",
     ("auto_kept",): "auto-kept (not asked)",
 }
 """Stacked bars of the choices plot: every record of the round lands in exactly one."""
@@ -104,7 +105,7 @@ def markdown_table(rows: list[RoundRow]) -> str:
         )
         if r.choices.get("auto_kept"):  # turns `select` did not ask about
             choices += f" (+{r.choices['auto_kept']} auto-kept)"
-        conflicts = r.choices.get("conflict_kept", 0) + r.choices.get("conflict_review", 0)
+        conflicts = sum(r.choices.get(k, 0) for k in CONFLICT_CHOICES)
         if conflicts:  # labelers disagreed; `aggregate.on_conflict` kept the current answer
             choices += f" (+{conflicts} conflicts kept)"
         times = ", ".join(f"{p} {s:g}" for p, s in r.seconds.items()) or "-"

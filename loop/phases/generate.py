@@ -166,15 +166,12 @@ def auto_max_new_tokens(answer_lengths: Sequence[int]) -> int:
     return max(AUTO_MIN_NEW_TOKENS, math.ceil(AUTO_HEADROOM * p99 / 8) * 8)
 
 
-def resolve_max_new_tokens(settings: GenerateSettings, turns, tokenizer) -> GenerateSettings:
-    """The settings with `max_new_tokens: auto` replaced by its value for these turns' answers."""
+def resolve_max_new_tokens(settings: GenerateSettings, answers: Sequence[list[int]]) -> GenerateSettings:
+    """The settings with `max_new_tokens: auto` replaced by its value for these answers (token ids,
+    end of turn included: `_answer_ids`)."""
     if settings.max_new_tokens != "auto":
         return settings
-    lengths = [
-        len(tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]) + 1
-        for ex, _, idx, _ in turns
-    ]
-    return settings.model_copy(update={"max_new_tokens": auto_max_new_tokens(lengths)})
+    return settings.model_copy(update={"max_new_tokens": auto_max_new_tokens([len(a) for a in answers])})
 
 
 def generation_limits(model, settings: GenerateSettings, max_length: int | None) -> tuple[int, int]:
@@ -489,7 +486,8 @@ def generate_candidates(
         tokenizer = AutoTokenizer.from_pretrained(str(merged))
         config = AutoConfig.from_pretrained(str(merged))
         turns = _prompts(examples, tokenizer)
-        settings = resolve_max_new_tokens(settings, turns, tokenizer)
+        answers = _answer_ids(turns, tokenizer)
+        settings = resolve_max_new_tokens(settings, answers)
         budget, max_new = generation_limits(type("M", (), {"config": config}), settings, max_length)
         turns = _capped(turns, budget, stats)
         prompts = [t[3] for t in turns]
@@ -497,15 +495,16 @@ def generate_candidates(
         capped = settings.model_copy(update={"max_new_tokens": max_new})
         generated = _generate_vllm(str(merged), prompts, specs, capped, keys)  # not chunked
         model, tokenizer = load_generation_model(source, model_settings)  # for scoring, after vLLM is gone
-        currents = _currents(turns, tokenizer, budget + max_new, stats)
+        currents = _currents(turns, answers, budget + max_new, stats)
         rows = _assemble(model, tokenizer, turns, specs, generated, currents)
     else:
         model, tokenizer = load_generation_model(source, model_settings)
         turns = _prompts(examples, tokenizer)
-        settings = resolve_max_new_tokens(settings, turns, tokenizer)
+        answers = _answer_ids(turns, tokenizer)
+        settings = resolve_max_new_tokens(settings, answers)
         budget, max_new = generation_limits(model, settings, max_length)
         turns = _capped(turns, budget, stats)
-        currents = _currents(turns, tokenizer, budget + max_new, stats)
+        currents = _currents(turns, answers, budget + max_new, stats)
         capped = settings.model_copy(update={"max_new_tokens": max_new})
         base_key = [_fingerprint(source), seed, capped.model_dump(mode="json"), [asdict(s) for s in specs]]
         step = chunk_turns if chunks_dir is not None else max(1, len(turns))
@@ -581,12 +580,18 @@ def _capped(turns, budget: int, stats: dict[str, int]):
     return [(ex, ordinal, idx, ids[-budget:]) for ex, ordinal, idx, ids in turns]
 
 
-def _currents(turns, tokenizer, limit: int, stats: dict[str, int]) -> list[list[int]]:
-    """Each turn's current answer as scored: its tokens + end of turn, cut to fit after its prompt."""
+def _answer_ids(turns, tokenizer) -> list[list[int]]:
+    """Each turn's current answer as token ids + end of turn, tokenized once for sizing and scoring."""
+    return [
+        tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        for ex, _, idx, _ in turns
+    ]
+
+
+def _currents(turns, answers: Sequence[list[int]], limit: int, stats: dict[str, int]) -> list[list[int]]:
+    """Each turn's current answer as scored (`_answer_ids`), cut to fit after its prompt."""
     out, cut = [], 0
-    for ex, _, idx, prompt in turns:
-        ids = tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]
-        ids = ids + [tokenizer.eos_token_id]
+    for (_, _, _, prompt), ids in zip(turns, answers, strict=True):
         room = max(1, limit - len(prompt))
         cut += len(ids) > room
         out.append(ids[:room])
