@@ -188,3 +188,26 @@ def test_a_round_with_conflicts_counts_them_after_the_labeling(config: Path) -> 
     (row,) = run_status(Driver(load_config(config), progress=False), live=False)[:1]
     assert row.conflicts == 2
     assert row.labeling_text() == "5/6 records complete · 1 discarded · 2 conflicts"  # the labeling column
+
+
+def test_run_name_shows_another_run_of_the_same_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The simulated demo runs as `<name>-simulated`; status of the plain name points there."""
+    monkeypatch.setenv("PICKLOOP_HOME", str(tmp_path / "home"))
+    path = tmp_path / "demo.yaml"
+    path.write_text(yaml.safe_dump({"run": {"name": "dm"}, "data": {"path": "d.jsonl"}, "model": {"name_or_path": "m"}}))
+    cfg = load_config(path)
+    cfg.run.name = "dm-simulated"
+    state = RunState.load(cfg.run_dir())
+    state.mark_done(1, "train", "h", 1.0, SUMMARIES["train"])
+
+    out, rows = status(path, "--offline")
+    assert "nothing has run yet" in out
+    assert f"pickloop status {path} --run-name dm-simulated" in out
+    out, rows = status(path, "--offline", "--run-name", "dm-simulated")
+    assert "pickloop run dm-simulated" in out
+    assert rows == [["1", "generate", "-", "-", "-", "-"]]
+
+    bad = CliRunner().invoke(cli, ["status", "--run-name", "../x", str(path)])
+    assert bad.exit_code == 2 and "--run-name" in bad.output

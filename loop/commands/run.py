@@ -106,18 +106,38 @@ STATUS_COLUMNS = ("round", "next phase", "selection", "labeling", "labelers (sub
 @click.command()
 @CONFIG_ARG
 @click.option("--offline", is_flag=True, help="Do not ask Argilla for live progress.")
-def status(config: Path, offline: bool) -> None:
+@click.option(
+    "--run-name",
+    default=None,
+    help="Show this run instead of run.name (e.g. demo-simulated, the simulated demo's run).",
+)
+def status(config: Path, offline: bool, run_name: str | None) -> None:
     """Show each round's next phase, the turns asked and auto-kept, labeling progress (live from Argilla)
     and published revision."""
     from rich.console import Console
     from rich.table import Table
 
+    from loop.config import load_config
+    from loop.driver import Driver
     from loop.status import run_status
 
-    driver = _driver(config)
+    cfg = load_config(config)
+    if run_name:
+        from pydantic import ValidationError
+
+        try:
+            cfg.run.name = run_name
+        except ValidationError:
+            raise click.BadParameter(
+                "letters, digits, '.', '_' and '-' only, at most 64 characters", param_hint="--run-name"
+            ) from None
+    driver = Driver(cfg, report=lambda msg: click.echo(msg))
     rows = run_status(driver, live=not offline)
     if not rows:
-        click.echo(f"pickloop run {driver.config.run.name}: nothing has run yet ({driver.run_dir}).")
+        click.echo(f"pickloop run {cfg.run.name}: nothing has run yet ({driver.run_dir}).")
+        simulated = driver.run_dir.with_name(f"{driver.run_dir.name}-simulated")
+        if not run_name and (simulated / "state.json").exists():
+            click.echo(f"The simulated demo ran as {simulated.name}: pickloop status {config} --run-name {simulated.name}")
         return
     table = Table(title=f"pickloop run {driver.config.run.name} ({driver.run_dir})")
     for col in STATUS_COLUMNS:
