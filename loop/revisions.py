@@ -244,7 +244,7 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
         *(
             [
                 "",
-                "Other configs of a round (a count of 0: not in that revision): "
+                "Further configs, with their rows per round in the table (0: that revision has none): "
                 + ", ".join(f"`{name}`" for name in extra)
                 + (
                     f'; load one with `load_dataset("{repo_id}", "{extra[0]}", revision="round-N")`.'
