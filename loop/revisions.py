@@ -547,8 +547,8 @@ class HubPublisher:
         text = merge_lineage(card, stats, self.repo_id, prev_rows)
         operations: list[Any] = [
             CommitOperationDelete(path)  # an earlier round's extra files that `main` still carries
-            for path in self._files(pushed)
-            if path.split("/")[0] in (extra or {}) and path not in {config_file(n) for n in files}
+            for path in (self._files(pushed) if extra else ())
+            if path.split("/")[0] in extra and path not in {config_file(n) for n in files}
         ]
         operations += [CommitOperationAdd(config_file(name), data) for name, data in sorted(files.items())]
         operations.append(CommitOperationAdd("README.md", text.encode("utf-8")))

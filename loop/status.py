@@ -22,11 +22,12 @@ class RoundStatus:
     preference_pairs: int | None = None  # rows of the revision's `preferences` config (publish summary)
 
     def revision_text(self) -> str:
+        """The revision and its preference pairs ("round-2 · 7 pairs"); no count for older revisions."""
         if self.revision is None:
             return "-"
         if self.preference_pairs is None:
             return self.revision
-        return f"{self.revision} · {self.preference_pairs} preference pair{'s' if self.preference_pairs != 1 else ''}"
+        return f"{self.revision} · {self.preference_pairs} pair{'s' if self.preference_pairs != 1 else ''}"
 
     def labeling_text(self) -> str:
         text = self.labeling or "-"
