@@ -6,14 +6,21 @@ then tag `round-N` on that card commit. The card commit's parent is pinned to th
 tagged tree is exactly the round's data plus its card, whatever else is pushed to `main` meanwhile
 (on such a race the card commit goes to a side branch and the tag follows it).
 
+Extra configs (`extra`: config name -> Dataset, e.g. the round's preference pairs from
+`loop.preferences`) travel in that same card commit: `<name>/train-00000-of-00001.parquet` plus the
+`configs`/`dataset_info` YAML entries `push_to_hub(config_name=name)` would write, so the tag holds
+the main data and every extra config and `load_dataset(repo, name, revision="round-N")` reads them.
+An empty extra dataset is not written (`datasets` cannot load a split without rows); its count (0)
+is still in the lineage.
+
 Exactly one revision per round, even across crashes and lost responses: an existing tag makes
 `publish_round` a no-op, and before anything is pushed or committed `main`'s history is searched for
 this round's commits by their messages, so a push (or card commit) that landed before a crash is tagged,
 never repeated. Transient HTTP errors are retried with `loop.retry.with_retries`.
 
-Local store (no `publish.hub_repo`): `<store>/round-N/{data/train-*.parquet, README.md}` written
-atomically, plus `<store>/revisions.json`. Each round folder is also a loadable dataset folder:
-`load_dataset("<store>/round-N")` or `load_round(...)`.
+Local store (no `publish.hub_repo`): `<store>/round-N/{data/train-*.parquet, <extra>/train-*.parquet,
+README.md}` written atomically, plus `<store>/revisions.json`. Each round folder is also a loadable
+dataset folder: `load_dataset("<store>/round-N")` (or `..., "preferences")`) or `load_round(...)`.
 
     from loop.revisions import RoundStats, publish_round, load_round
     stats = RoundStats.from_dataset(ds, 2, base_model="Qwen/Qwen2.5-0.5B-Instruct", adapter="runs/x/round-2/adapter")
@@ -93,6 +100,8 @@ class RoundStats:
     """Turns asked (`selected`) and auto-kept (`not_selected`, `verified_unchanged`); None before `select`."""
     conflicts: int | None = None
     """Records whose labelers disagreed (`aggregate.on_conflict`); None before conflicts were counted."""
+    configs: dict[str, int] | None = None
+    """Rows of each extra config published with the round (e.g. `preferences`); None: none published."""
 
     @classmethod
     def from_dataset(
@@ -106,6 +115,7 @@ class RoundStats:
         simulated_labelers: bool | None = None,
         selection: dict[str, int] | None = None,
         conflicts: int | None = None,
+        configs: dict[str, int] | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -135,6 +145,7 @@ class RoundStats:
             simulated_labelers=simulated_labelers,
             selection=selection,
             conflicts=conflicts,
+            configs=configs,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -219,15 +230,31 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     simulated = any(r.simulated_labelers is not None for r in rows)
     selected = any(r.selection is not None for r in rows)
     conflicted = any(r.conflicts for r in rows)
+    extra = sorted({name for r in rows for name in r.configs or {}})
     head = ["round", "revision", "records", "changed answers", *(f"chose {k}" for k in kinds), "agreement"]
     head += ["asked / auto-kept / verified"] if selected else []
     head += ["conflicts"] if conflicted else []
+    head += [f"{name} rows" for name in extra]
     head += ["base model", "adapter"] + (["simulated labelers"] if simulated else [])
     lines = [
         LINEAGE_HEADING,
         "",
         "Each round of self-predict and manual-select is one tagged revision of this dataset"
         + (f'; load one with `load_dataset("{repo_id}", revision="round-N")`.' if repo_id else "."),
+        *(
+            [
+                "",
+                "Further configs, with their rows per round in the table (0: that revision has none): "
+                + ", ".join(f"`{name}`" for name in extra)
+                + (
+                    f'; load one with `load_dataset("{repo_id}", "{extra[0]}", revision="round-N")`.'
+                    if repo_id
+                    else "."
+                ),
+            ]
+            if extra
+            else []
+        ),
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -236,6 +263,7 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
         cells = [r.round, revision_name(r.round), r.records, r.changed, *(r.choices.get(k, 0) for k in kinds)]
         cells += [r.agreement] + ([_selection_cell(r.selection)] if selected else [])
         cells += [r.conflicts or 0] if conflicted else []
+        cells += [(r.configs or {}).get(name) for name in extra]
         cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)
@@ -263,6 +291,61 @@ def merge_lineage(
     else:
         body = (body.rstrip("\n") + "\n\n" if body.strip() else "\n" if header else "") + section
     return header + body
+
+
+# -- extra configs ------------------------------------------------------------------------------
+
+
+def config_file(name: str) -> str:
+    """Where an extra config's single parquet file lives in a revision (push_to_hub's layout)."""
+    return f"{name}/{_SPLIT}-00000-of-00001.parquet"
+
+
+def parquet_bytes(dataset: datasets.Dataset) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    dataset.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def written_configs(extra: dict[str, datasets.Dataset] | None) -> dict[str, datasets.Dataset]:
+    """The extra configs that get files: those with rows (`datasets` cannot load an empty split)."""
+    return {name: ds for name, ds in (extra or {}).items() if len(ds)}
+
+
+def add_configs(
+    card_text: str, extra: dict[str, tuple[datasets.Dataset, int]], drop: Iterable[str] = ()
+) -> str:
+    """`card_text` with each extra config (name -> (dataset, parquet size)) declared in its YAML, the
+    way `push_to_hub(config_name=name)` declares it (`configs` data files and `dataset_info`), and the
+    configs named in `drop` (a previous round's, inherited from `main`) no longer declared."""
+    from datasets.info import DatasetInfo, DatasetInfosDict
+    from datasets.splits import SplitDict, SplitInfo
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    drop = set(drop) - set(extra)
+    if not extra and not drop:
+        return card_text
+    card = DatasetCard(card_text)
+    for key in ("configs", "dataset_info") if drop else ():
+        value = card.data.get(key)
+        if isinstance(value, dict) and value.get("config_name", "default") in drop:
+            card.data[key] = None
+        elif isinstance(value, list):
+            kept = [c for c in value if not (isinstance(c, dict) and c.get("config_name") in drop)]
+            card.data[key] = (kept[0] if key == "dataset_info" and len(kept) == 1 else kept) or None
+    infos, configs = {}, {}
+    for name, (ds, size) in sorted(extra.items()):
+        info = DatasetInfo(features=ds.features, splits=SplitDict(), config_name=name)
+        info.splits.add(SplitInfo(name=_SPLIT, num_bytes=ds.data.nbytes, num_examples=len(ds)))
+        info.download_size, info.dataset_size = size, ds.data.nbytes
+        infos[name] = info
+        configs[name] = {"data_files": [{"split": _SPLIT, "path": f"{name}/{_SPLIT}-*"}]}
+    DatasetInfosDict(infos).to_dataset_card_data(card.data)
+    MetadataConfigs(configs).to_dataset_card_data(card.data)
+    return str(card)
 
 
 # -- tokens and errors ----------------------------------------------------------------------------
@@ -402,6 +485,13 @@ class HubPublisher:
 
         return self._call(f"read card at {revision}", download)
 
+    def _files(self, revision: str) -> list[str]:
+        """Paths of the repo's files at `revision`."""
+        return self._call(
+            f"list files at {revision[:8]}",
+            lambda: self.api.list_repo_files(self.repo_id, repo_type=REPO_TYPE, revision=revision),
+        )
+
     def _find(self, round_n: int) -> tuple[str | None, str | None]:
         """This round's push commit and card commit already on `main` (a crashed earlier attempt).
 
@@ -441,20 +531,32 @@ class HubPublisher:
 
         return self._call(f"push round {round_n}", attempt)
 
-    def _commit_card(self, round_n: int, pushed: str, stats: RoundStats) -> str:
-        """Commit the merged card on top of `pushed` (on `main`, or a side branch if `main` moved)."""
-        from huggingface_hub import CommitOperationAdd
+    def _commit_card(
+        self, round_n: int, pushed: str, stats: RoundStats, extra: dict[str, datasets.Dataset] | None = None
+    ) -> str:
+        """Commit the merged card, and the extra configs' files, on top of `pushed` (on `main`, or a
+        side branch if `main` moved)."""
+        from huggingface_hub import CommitOperationAdd, CommitOperationDelete
         from huggingface_hub.errors import HfHubHTTPError
 
         previous = _previous(self.tags(), round_n)
         prev_rows = read_lineage(self.card(previous)) if previous else []
-        text = merge_lineage(self.card(pushed), stats, self.repo_id, prev_rows)
-        operation = CommitOperationAdd("README.md", text.encode("utf-8"))
+        files = {name: parquet_bytes(ds) for name, ds in written_configs(extra).items()}
+        declared = {name: (written_configs(extra)[name], len(data)) for name, data in files.items()}
+        card = add_configs(self.card(pushed), declared, drop=extra or {})
+        text = merge_lineage(card, stats, self.repo_id, prev_rows)
+        operations: list[Any] = [
+            CommitOperationDelete(path)  # an earlier round's extra files that `main` still carries
+            for path in (self._files(pushed) if extra else ())
+            if path.split("/")[0] in extra and path not in {config_file(n) for n in files}
+        ]
+        operations += [CommitOperationAdd(config_file(name), data) for name, data in sorted(files.items())]
+        operations.append(CommitOperationAdd("README.md", text.encode("utf-8")))
 
         def commit(branch: str) -> str:
             info = self.api.create_commit(
                 self.repo_id,
-                [operation],
+                operations,
                 commit_message=self.card_message(round_n),
                 repo_type=REPO_TYPE,
                 revision=branch,
@@ -508,8 +610,11 @@ class HubPublisher:
 
         self._call(f"tag {tag}", attempt)
 
-    def publish(self, dataset: datasets.Dataset, stats: RoundStats) -> PublishedRevision:
-        """Push, merge the card, tag; a no-op when `round-N` exists; resumes a crashed attempt."""
+    def publish(
+        self, dataset: datasets.Dataset, stats: RoundStats, extra: dict[str, datasets.Dataset] | None = None
+    ) -> PublishedRevision:
+        """Push, merge the card (+ `extra` configs), tag; a no-op when `round-N` exists; resumes a
+        crashed attempt."""
         round_n, tag = stats.round, revision_name(stats.round)
         existing = self.tags().get(tag)
         if existing:
@@ -521,12 +626,12 @@ class HubPublisher:
         else:
             log.info("%s: resuming after its push commit %s", tag, pushed[:8])
         if card is None:
-            card = self._commit_card(round_n, pushed, stats)
+            card = self._commit_card(round_n, pushed, stats, extra)
         self._tag(round_n, card)
         log.info("published %s of %s at %s", tag, self.repo_id, card[:8])
         return PublishedRevision(round_n, tag, card, self.url(tag), "hub", created=True)
 
-    def load(self, round_n: int) -> datasets.Dataset:
+    def load(self, round_n: int, config: str | None = None) -> datasets.Dataset:
         import datasets as hf_datasets
 
         tag = revision_name(round_n)
@@ -534,7 +639,9 @@ class HubPublisher:
             raise NotFoundError(f"{self.repo_id} has no revision {tag}")
         return self._call(
             f"load {tag}",
-            lambda: hf_datasets.load_dataset(self.repo_id, revision=tag, split=_SPLIT, token=self.token),
+            lambda: hf_datasets.load_dataset(
+                self.repo_id, config, revision=tag, split=_SPLIT, token=self.token
+            ),
         )
 
     def lineage(self, round_n: int) -> list[RoundStats]:
@@ -586,7 +693,13 @@ class LocalStore:
         fsutil.write_json(self.root / self.INDEX, index)
         return sha
 
-    def _card(self, dataset: datasets.Dataset, stats: RoundStats, previous: list[RoundStats]) -> str:
+    def _card(
+        self,
+        dataset: datasets.Dataset,
+        stats: RoundStats,
+        previous: list[RoundStats],
+        extra: dict[str, tuple[datasets.Dataset, int]] | None = None,
+    ) -> str:
         """The card push_to_hub would write (configs + dataset_info YAML), with the lineage merged."""
         from datasets.info import DatasetInfo, DatasetInfosDict
         from datasets.splits import SplitDict, SplitInfo
@@ -601,10 +714,16 @@ class LocalStore:
             {"default": {"data_files": [{"split": _SPLIT, "path": f"data/{_SPLIT}-*"}]}}
         ).to_dataset_card_data(data)
         card = str(DatasetCard("---\n" + data.to_yaml() + "\n---\n"))
-        return merge_lineage(card, stats, None, previous)
+        return merge_lineage(add_configs(card, extra or {}), stats, None, previous)
 
-    def publish(self, dataset: datasets.Dataset, stats: RoundStats, run_name: str) -> PublishedRevision:
-        """Write `round-N/` atomically and index it; a no-op when it exists already."""
+    def publish(
+        self,
+        dataset: datasets.Dataset,
+        stats: RoundStats,
+        run_name: str,
+        extra: dict[str, datasets.Dataset] | None = None,
+    ) -> PublishedRevision:
+        """Write `round-N/` (with the `extra` configs) atomically and index it; a no-op when it exists."""
         round_n, tag = stats.round, revision_name(stats.round)
         folder = self.folder(round_n)
         entry = self.index()["revisions"].get(tag)
@@ -620,16 +739,24 @@ class LocalStore:
         with fsutil.atomic_path(folder) as tmp:
             (tmp / "data").mkdir(parents=True)
             dataset.to_parquet(str(tmp / "data" / f"{_SPLIT}-00000-of-00001.parquet"))
-            (tmp / "README.md").write_text(self._card(dataset, stats, previous), encoding="utf-8")
+            declared = {}
+            for name, ds in written_configs(extra).items():
+                data = parquet_bytes(ds)
+                (tmp / config_file(name)).parent.mkdir(parents=True)
+                (tmp / config_file(name)).write_bytes(data)
+                declared[name] = (ds, len(data))
+            (tmp / "README.md").write_text(self._card(dataset, stats, previous, declared), encoding="utf-8")
         sha = self._register(round_n, run_name, stats)
         return PublishedRevision(round_n, tag, sha, str(folder), "local", created=True)
 
-    def load(self, round_n: int) -> datasets.Dataset:
+    def load(self, round_n: int, config: str | None = None) -> datasets.Dataset:
         import datasets as hf_datasets
 
         folder = self.folder(round_n)
         if revision_name(round_n) not in self.index()["revisions"] or not folder.is_dir():
             raise NotFoundError(f"{self.root} has no revision {revision_name(round_n)}")
+        if config not in (None, "default"):
+            return hf_datasets.load_dataset(str(folder), config, split=_SPLIT)
         files = sorted(str(p) for p in (folder / "data").glob("*.parquet"))
         return hf_datasets.load_dataset("parquet", data_files={_SPLIT: files}, split=_SPLIT)
 
@@ -672,16 +799,18 @@ def publish_round(
     run_name: str,
     run_dir: Path | None = None,
     token: str | None = None,
+    extra: dict[str, datasets.Dataset] | None = None,
 ) -> PublishedRevision:
-    """Publish `dataset` as revision `round-<stats.round>`; already published means a no-op."""
+    """Publish `dataset` (and the `extra` configs) as revision `round-<stats.round>`; already
+    published means a no-op."""
     if stats.records != len(dataset):
         raise HubError(
             f"round {stats.round}: stats say {stats.records} records, the dataset has {len(dataset)}"
         )
     backend = backend_for(settings, run_name=run_name, run_dir=run_dir, token=token)
     if isinstance(backend, HubPublisher):
-        return backend.publish(dataset, stats)
-    return backend.publish(dataset, stats, run_name)
+        return backend.publish(dataset, stats, extra)
+    return backend.publish(dataset, stats, run_name, extra)
 
 
 def load_round(
@@ -691,7 +820,9 @@ def load_round(
     run_name: str = "pickloop",
     run_dir: Path | None = None,
     token: str | None = None,
+    config: str | None = None,
 ) -> datasets.Dataset:
-    """Read revision `round-N` (an int or "round-N") back from the configured backend."""
+    """Read revision `round-N` (an int or "round-N") back from the configured backend; `config` names
+    an extra config (e.g. "preferences") instead of the round's data."""
     backend = backend_for(settings, run_name=run_name, run_dir=run_dir, token=token)
-    return backend.load(_round_of(revision))
+    return backend.load(_round_of(revision), config)

@@ -19,6 +19,15 @@ class RoundStatus:
     revision: str | None
     selection: tuple[int, int, int] | None = None  # (asked, auto-kept not selected, auto-kept verified)
     conflicts: int = 0  # records whose labelers disagreed (aggregate summary); shown after the labeling
+    preference_pairs: int | None = None  # rows of the revision's `preferences` config (publish summary)
+
+    def revision_text(self) -> str:
+        """The revision and its preference pairs ("round-2 · 7 pairs"); no count for older revisions."""
+        if self.revision is None:
+            return "-"
+        if self.preference_pairs is None:
+            return self.revision
+        return f"{self.revision} · {self.preference_pairs} pair{'s' if self.preference_pairs != 1 else ''}"
 
     def labeling_text(self) -> str:
         text = self.labeling or "-"
@@ -68,7 +77,9 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
         revision = published.revision if published else None
         aggregated = _summary(state, n, "aggregate")
         conflicts = getattr(aggregated, "conflicts", 0) if aggregated else 0
-        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection, conflicts))
+        prefs = getattr(published, "preferences", None) if published else None
+        pairs = prefs.get("preferences") if prefs else None
+        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection, conflicts, pairs))
     return out
 
 

@@ -172,13 +172,24 @@ def test_two_finished_rounds_and_a_third_mid_way(config: Path) -> None:
     done(config, 1, PHASE_NAMES)
     second = {
         "wait": {**SUMMARIES["wait"], "completed": 6, "settled": 0, "labelers": {"alice": 6, "bob": 6}},
-        "publish": {**SUMMARIES["publish"], "revision": "round-2"},
+        "publish": {
+            **SUMMARIES["publish"],
+            "revision": "round-2",
+            "preferences": {"preferences": 7, "preferences_kto": 9},
+        },
     }
     done(config, 2, PHASE_NAMES, **second)
     done(config, 3, ("train",))
     assert status(config, "--offline")[1] == [
         ["1", "done", "6 asked, 2 auto-kept (1 verified)", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
-        ["2", "done", "6 asked, 2 auto-kept (1 verified)", "6/6 records complete", "alice 6 · bob 6", "round-2"],
+        [
+            "2",
+            "done",
+            "6 asked, 2 auto-kept (1 verified)",
+            "6/6 records complete",
+            "alice 6 · bob 6",
+            "round-2 · 7 pairs",  # preference pairs; a revision published before them shows none
+        ],
         ["3", "generate", "-", "-", "-", "-"],
     ]
 

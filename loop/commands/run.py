@@ -113,7 +113,7 @@ STATUS_COLUMNS = ("round", "next phase", "selection", "labeling", "labelers (sub
 )
 def status(config: Path, offline: bool, run_name: str | None) -> None:
     """Show each round's next phase, the turns asked and auto-kept, labeling progress (live from Argilla)
-    and published revision."""
+    and published revision (with its preference pairs)."""
     from rich.console import Console
     from rich.table import Table
 
@@ -149,6 +149,6 @@ def status(config: Path, offline: bool, run_name: str | None) -> None:
             r.selection_text(),
             r.labeling_text(),
             " · ".join(f"{u} {n}" for u, n in r.labelers) or "-",
-            r.revision or "-",
+            r.revision_text(),
         )
     Console(width=140).print(table)

@@ -1,7 +1,9 @@
 """Phase `publish`: the round's dataset as revision `round-N` (Hub repo or the local store).
 
 Exactly once per round, even across crashes: see `loop.revisions` for how an interrupted publish is
-found and finished instead of repeated.
+found and finished instead of repeated. The revision also carries the labelers' rankings as
+preference data (configs `preferences` and `preferences_kto`, `loop.preferences`), built from
+`pulled.json` and the round's input, so a re-run builds the same rows.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ class Summary:
     commit: str | None = None
     url: str | None = None
     backend: str | None = None
+    preferences: dict[str, int] | None = None  # config -> rows published with the round
 
 
 def run(ctx: RoundContext) -> Summary:
     import datasets
 
     from loop.models import load_round_model
+    from loop.preferences import read_round
     from loop.revisions import RoundStats, publish_round
 
     ds = datasets.Dataset.from_parquet(str(ctx.paths.output))
@@ -35,6 +39,9 @@ def run(ctx: RoundContext) -> Summary:
             "not_selected": pushed.not_selected,
             "verified_unchanged": pushed.verified_unchanged,
         }
+    prefs = read_round(
+        ctx.paths.pulled, ctx.examples(), ctx.round, min_submitted=ctx.config.argilla.min_submitted
+    )
     model = load_round_model(ctx.paths.model)
     stats = RoundStats.from_dataset(
         ds,
@@ -45,8 +52,17 @@ def run(ctx: RoundContext) -> Summary:
         simulated_labelers=ctx.simulated_labelers,
         selection=selection,
         conflicts=getattr(aggregated, "conflicts", None) if aggregated else None,
+        configs=prefs.counts(),
     )
-    rev = publish_round(ds, stats, ctx.config.publish, run_name=ctx.config.run.name, run_dir=ctx.run.dir)
+    rev = publish_round(
+        ds,
+        stats,
+        ctx.config.publish,
+        run_name=ctx.config.run.name,
+        run_dir=ctx.run.dir,
+        extra=prefs.datasets(),
+    )
     done = "published" if rev.created else "already published"
-    ctx.report(f"round {ctx.round}: {done} {rev.revision} at {rev.url}")
-    return Summary(rev.revision, rev.commit_sha, rev.url, rev.backend)
+    pairs = prefs.counts()["preferences"]
+    ctx.report(f"round {ctx.round}: {done} {rev.revision} at {rev.url} ({pairs} preference pairs)")
+    return Summary(rev.revision, rev.commit_sha, rev.url, rev.backend, prefs.counts())

@@ -1,0 +1,308 @@
+"""The labelers' rankings as preference data: pairs for DPO/reward models and unpaired rows for KTO.
+
+Aggregation keeps one answer per turn; the rankings behind it are preference data that TRL's
+`DPOTrainer`, `RewardTrainer` and `KTOTrainer` take as they are. Publish stores them next to the
+round's data, in the same tagged revision, as two extra configs of the dataset:
+
+    pairs = load_dataset(repo, "preferences", split="train", revision="round-2")    # DPO, reward
+    kto = load_dataset(repo, "preferences_kto", split="train", revision="round-2")  # KTO
+
+Pure functions from `pulled.json` (`loop.phases.aggregate.read_pulled`) and the round's input to rows;
+`read_round` at the bottom is the only I/O. The same inputs always give the same rows in the same
+order, so a re-run publish writes identical data.
+
+Which turns: every record `aggregate` counts as completed (at least `argilla.min_submitted`
+submitted responses), including "none acceptable" majorities and conflicts (their `agreement` is in
+every row, to filter on). Turns `select` did not ask, and records below `min_submitted`, give nothing.
+
+`preferences` (TRL's conversational preference format, explicit prompt), one row per pair:
+- `prompt`: the conversation before the turn, as labelers and the model saw it (the round's input,
+  system message included); `chosen`, `rejected`: one assistant message each.
+- The aggregated ranking is aggregate's: Borda points summed over the annotators who ranked (tied
+  candidates share their places' points, unranked ones tie for last). A candidate with more points is
+  chosen over one with fewer; equal points are a tie and give no pair. Candidates with the same text
+  (whitespace aside) are one answer, placed where its best copy is; a pair never has identical sides.
+- An edited (written) answer counts as above every candidate: each distinct edit, whether or not it
+  won the turn, is chosen over every candidate, with its editors as `chosen_by`. Two edits are not
+  compared with each other. An "edit" equal to a candidate or to the current answer is not an edit.
+- Provenance: `id` (stable: record id plus the two answers' slots, `edit-k` for edits), `example_id`,
+  `turn` (index of the assistant message in `messages`), `round`, `chosen_source`/`rejected_source`
+  (`original` | `model` | `edited`), `chosen_by`/`rejected_by` (usernames of the annotators who ranked
+  chosen above rejected / the other way round; the rest tied them or did not rank), `annotators`
+  (submitted responses), `margin` (chosen's minus rejected's Borda points; None for an edit pair) and
+  `agreement` (the turn's Kendall's W, None with one ranking). Provenance goes only to the Hub/local
+  revision, never to Argilla, so labelers still cannot tell an original from a model answer.
+
+`preferences_kto` (TRL's conversational unpaired preference format): one row per distinct answer of
+every turn that gave at least one pair: `prompt`, `completion` (one assistant message), `label`
+(bool), plus `id`, `example_id`, `turn`, `round`, `source`, `annotators`. `label` is True for each
+edit and, when the turn has no edit and no "none acceptable" majority, for the candidates tied at
+the top of the aggregated ranking; every other answer is False (a labeler writes an answer only when
+no candidate is right).
+
+A round without completed rankings has both configs with zero rows (the schema is kept), so
+`load_dataset(repo, "preferences", revision="round-N")` works for every round published with this
+version and returns an empty split when there is nothing to learn from.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loop.errors import StateError
+
+if TYPE_CHECKING:
+    import datasets
+
+    from loop.data import Example
+    from loop.phases.aggregate import RecordCandidates, Response
+
+PAIRS_CONFIG = "preferences"
+KTO_CONFIG = "preferences_kto"
+CONFIGS = (PAIRS_CONFIG, KTO_CONFIG)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One distinct answer of a turn, with its place in the aggregated ranking."""
+
+    key: str
+    """Slot name, or `edit-k` for the k-th distinct edit."""
+    text: str
+    source: str
+    """`original`, `model` or `edited`."""
+    points: Fraction | None
+    """Borda points; None for an edit (above every candidate by rule)."""
+    editors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PreferenceData:
+    """A round's preference rows: `pairs` for the `preferences` config, `kto` for `preferences_kto`."""
+
+    pairs: list[dict[str, Any]]
+    kto: list[dict[str, Any]]
+
+    def datasets(self) -> dict[str, datasets.Dataset]:
+        """Config name -> Dataset, with explicit features so an empty round keeps the schema."""
+        import datasets as hf_datasets
+
+        def build(rows: list[dict[str, Any]], features: datasets.Features) -> datasets.Dataset:
+            columns = {name: [row[name] for row in rows] for name in features}
+            return hf_datasets.Dataset.from_dict(columns, features=features)
+
+        return {PAIRS_CONFIG: build(self.pairs, pair_features()), KTO_CONFIG: build(self.kto, kto_features())}
+
+    def counts(self) -> dict[str, int]:
+        return {PAIRS_CONFIG: len(self.pairs), KTO_CONFIG: len(self.kto)}
+
+
+def _messages():
+    from datasets import List, Value
+
+    return List({"role": Value("string"), "content": Value("string")})
+
+
+def pair_features() -> datasets.Features:
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "prompt": _messages(),
+            "chosen": _messages(),
+            "rejected": _messages(),
+            "id": Value("string"),
+            "example_id": Value("string"),
+            "turn": Value("int64"),
+            "round": Value("int64"),
+            "chosen_source": Value("string"),
+            "rejected_source": Value("string"),
+            "chosen_by": List(Value("string")),
+            "rejected_by": List(Value("string")),
+            "annotators": Value("int64"),
+            "margin": Value("float64"),
+            "agreement": Value("float64"),
+        }
+    )
+
+
+def kto_features() -> datasets.Features:
+    from datasets import Features, Value
+
+    return Features(
+        {
+            "prompt": _messages(),
+            "completion": _messages(),
+            "label": Value("bool"),
+            "id": Value("string"),
+            "example_id": Value("string"),
+            "turn": Value("int64"),
+            "round": Value("int64"),
+            "source": Value("string"),
+            "annotators": Value("int64"),
+        }
+    )
+
+
+# --------------------------------------------------------------------------- one turn
+
+
+def ranked_answers(record: RecordCandidates, responses: Sequence[Response]) -> list[Answer]:
+    """The turn's distinct answers, best first: edits, then candidates by Borda points.
+
+    Equal points keep slot order; a candidate whose text repeats a better-placed one is dropped.
+    """
+    from loop.phases.aggregate import _norm, borda_points
+
+    slots = list(record.slots)
+    points = {s: Fraction(0) for s in slots}
+    for resp in responses:
+        if resp.ranking:
+            for slot, pts in borda_points(resp.ranking, slots).items():
+                points[slot] += pts
+    order = {s: i for i, s in enumerate(slots)}
+    candidates: list[Answer] = []
+    seen: set[str] = set()
+    for slot in sorted(slots, key=lambda s: (-points[s], order[s])):
+        text = record.slots[slot]
+        if not _norm(text) or _norm(text) in seen:
+            continue
+        seen.add(_norm(text))
+        source = "original" if slot == record.original_slot else "model"
+        candidates.append(Answer(slot, text, source, points[slot]))
+    offered = seen | {_norm(record.current)}
+    edits: dict[str, list[Response]] = {}
+    for resp in sorted(responses, key=lambda r: r.annotator):
+        if resp.edited and _norm(resp.edited) and _norm(resp.edited) not in offered:
+            edits.setdefault(_norm(resp.edited), []).append(resp)
+    written = [
+        Answer(f"edit-{k}", group[0].edited.strip(), "edited", None, tuple(r.annotator for r in group))  # type: ignore[union-attr]
+        for k, group in enumerate(edits.values(), start=1)
+    ]
+    return written + candidates
+
+
+def _place(ranking: Sequence[tuple[str, int]], slot: str) -> int | None:
+    return next((int(rank) for s, rank in ranking if s == slot), None)
+
+
+def _prefers(resp: Response, a: str, b: str) -> bool:
+    """The annotator ranked slot `a` strictly above slot `b` (an unranked slot is below every ranked one)."""
+    if not resp.ranking:
+        return False
+    pa, pb = _place(resp.ranking, a), _place(resp.ranking, b)
+    return pa is not None and (pb is None or pa < pb)
+
+
+def turn_rows(
+    record: RecordCandidates,
+    responses: Sequence[Response],
+    prompt: Sequence[Mapping[str, str]],
+    round_n: int,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pairs, kto rows) of one completed turn; see the module docstring for the rules."""
+    from loop.phases.aggregate import kendalls_w
+
+    answers = ranked_answers(record, responses)
+    rankings = [r.ranking for r in responses if r.ranking]
+    agreement = kendalls_w(rankings, list(record.slots))
+    prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
+    common = {"example_id": str(record.example_id), "turn": record.turn, "round": round_n}
+    pairs = []
+    for i, chosen in enumerate(answers):
+        for rejected in answers[i + 1 :]:
+            if rejected.points is None:  # two edits: not compared
+                continue
+            if chosen.points is not None and chosen.points <= rejected.points:
+                continue  # a tie
+            if chosen.points is None:
+                chosen_by, rejected_by, margin = list(chosen.editors), [], None
+            else:
+                chosen_by = sorted(r.annotator for r in responses if _prefers(r, chosen.key, rejected.key))
+                rejected_by = sorted(r.annotator for r in responses if _prefers(r, rejected.key, chosen.key))
+                margin = float(chosen.points - rejected.points)
+            pairs.append(
+                {
+                    "prompt": prompt,
+                    "chosen": [{"role": "assistant", "content": chosen.text}],
+                    "rejected": [{"role": "assistant", "content": rejected.text}],
+                    "id": f"{record.record_id}/{chosen.key}>{rejected.key}",
+                    **common,
+                    "chosen_source": chosen.source,
+                    "rejected_source": rejected.source,
+                    "chosen_by": chosen_by,
+                    "rejected_by": rejected_by,
+                    "annotators": len(responses),
+                    "margin": margin,
+                    "agreement": agreement,
+                }
+            )
+    if not pairs:
+        return [], []
+    flagged = 2 * sum(r.none_acceptable for r in responses) > len(responses)
+    has_edit = any(a.points is None for a in answers)
+    top = max((a.points for a in answers if a.points is not None), default=None)
+    kto = [
+        {
+            "prompt": prompt,
+            "completion": [{"role": "assistant", "content": a.text}],
+            "label": a.points is None or (not has_edit and not flagged and a.points == top),
+            "id": f"{record.record_id}/{a.key}",
+            **common,
+            "source": a.source,
+            "annotators": len(responses),
+        }
+        for a in answers
+    ]
+    return pairs, kto
+
+
+# --------------------------------------------------------------------------- a round
+
+
+def round_preferences(
+    round_n: int,
+    records: Sequence[RecordCandidates],
+    responses: Mapping[str, Sequence[Response]],
+    conversations: Mapping[str, Sequence[Mapping[str, str]]],
+    *,
+    min_submitted: int = 1,
+) -> PreferenceData:
+    """Every completed record's rows, in record (plan) order.
+
+    `conversations` maps example id -> the round's input `messages`; a turn's prompt is the messages
+    before it.
+    """
+    pairs: list[dict[str, Any]] = []
+    kto: list[dict[str, Any]] = []
+    for rec in records:
+        got = responses.get(rec.record_id, ())
+        if len(got) < max(1, min_submitted):
+            continue
+        messages = conversations.get(str(rec.example_id))
+        if messages is None or not 0 < rec.turn < len(messages):
+            raise StateError(
+                f"record {rec.record_id}: example {rec.example_id!r} turn {rec.turn} is not in the "
+                "round's input; redo the round from push (`pickloop round redo push CONFIG`)"
+            )
+        p, k = turn_rows(rec, got, list(messages[: rec.turn]), round_n)
+        pairs += p
+        kto += k
+    return PreferenceData(pairs, kto)
+
+
+def read_round(
+    pulled: Path, examples: Sequence[Example], round_n: int, *, min_submitted: int = 1
+) -> PreferenceData:
+    """A round's preference rows from its `pulled.json`; none when nothing was pulled."""
+    from loop.phases.aggregate import read_pulled
+
+    if not pulled.exists():
+        return PreferenceData([], [])
+    records, responses, _, _ = read_pulled(pulled)
+    conversations = {str(ex.id): ex.messages for ex in examples}
+    return round_preferences(round_n, records, responses, conversations, min_submitted=min_submitted)
