@@ -429,6 +429,11 @@ class PublishSettings(Section):
     hub_token_file: Path | None = Field(
         None, description="File (mode 0600) holding the Hub token when `HF_TOKEN` is not set."
     )
+    labeler_names: bool = Field(
+        False,
+        description="Publish labelers' usernames in the preference rows' chosen_by/rejected_by; off: "
+        "stable pseudonyms (labeler-<hmac>) keyed by the run home's secret.",
+    )
 
     @field_validator("hub_repo")
     @classmethod
@@ -851,7 +856,9 @@ def _spell(hint: Any) -> str | None:
     if origin is Literal:
         return f"Literal[{', '.join(repr(a) for a in args)}]"
     if origin in (Union, types.UnionType):
-        return f"Union[{', '.join(str(_spell(a)) for a in args)}]"
+        # typing caches equal Unions, so member order depends on what was imported first: sort.
+        members = sorted((str(_spell(a)) for a in args), key=lambda m: (m == "None", m))
+        return f"Union[{', '.join(members)}]"
     if origin in (list, dict, tuple) and args:
         return f"{origin.__name__}[{', '.join('...' if a is Ellipsis else str(_spell(a)) for a in args)}]"
     if origin in (list, dict, tuple):

@@ -40,9 +40,15 @@ edit and, when the turn has no edit and no "none acceptable" majority, for the c
 the top of the aggregated ranking; every other answer is False (a labeler writes an answer only when
 no candidate is right).
 
-A round without completed rankings has both configs with zero rows (the schema is kept), so
-`load_dataset(repo, "preferences", revision="round-N")` works for every round published with this
-version and returns an empty split when there is nothing to learn from.
+A round without completed rankings publishes neither config (`datasets` cannot load a split without
+rows): `load_dataset(repo, "preferences", revision="round-N")` then fails naming the configs the
+revision has, and the card's lineage and `pickloop status` show 0 pairs for the round.
+
+Labelers' names: `chosen_by`/`rejected_by` are usernames here; publish replaces them with stable
+pseudonyms (`labeler-` + 10 hex digits of an HMAC of the username under the run home's secret
+`shuffle_key`) unless `publish.labeler_names` is on, so a public dataset does not name its labelers
+while their agreement can still be studied across rounds. Whoever holds the key file can recompute
+the mapping (`pseudonym(username)`).
 """
 
 from __future__ import annotations
@@ -99,6 +105,30 @@ class PreferenceData:
 
     def counts(self) -> dict[str, int]:
         return {PAIRS_CONFIG: len(self.pairs), KTO_CONFIG: len(self.kto)}
+
+    def pseudonymised(self, key: str) -> PreferenceData:
+        """The same rows with every labeler username replaced by `pseudonym(name, key)`."""
+
+        def swap(row: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **row,
+                "chosen_by": [pseudonym(n, key) for n in row["chosen_by"]],
+                "rejected_by": [pseudonym(n, key) for n in row["rejected_by"]],
+            }
+
+        return PreferenceData([swap(r) for r in self.pairs], list(self.kto))
+
+
+def pseudonym(username: str, key: str | None = None) -> str:
+    """A stable stand-in for a labeler's name; `key` defaults to the run home's `shuffle_key()`."""
+    import hashlib
+    import hmac
+
+    from loop.annotate import shuffle_key
+
+    secret = (shuffle_key() if key is None else key).encode()
+    digest = hmac.new(secret, b"labeler:" + username.encode(), hashlib.sha256).hexdigest()
+    return f"labeler-{digest[:10]}"
 
 
 def _messages():

@@ -59,14 +59,18 @@ def test_demo_runs_two_simulated_rounds(pickloop_home: Path) -> None:
         assert "pickloop lineage" in card
     assert "simulated" in (store / "round-2" / "README.md").read_text().lower()
     # The rankings as preference data in the same revisions, exactly what pulled.json gives again.
+    from loop.annotate import shuffle_key
     from loop.data import load_examples
     from loop.preferences import read_round
 
     pairs = load_dataset(str(store / "round-1"), "preferences", split="train")
     assert len(pairs) > 0 and set(pairs["round"]) == {1}
     assert all(p["chosen"] != p["rejected"] and p["chosen_by"] for p in pairs)
+    # Labelers are published under pseudonyms (publish.labeler_names is off).
+    assert "sim-labeler" not in json.dumps(pairs.to_list())
     inputs = load_examples(run_dir / "round-1" / "input.jsonl")
     rebuilt = read_round(run_dir / "round-1" / "pulled.json", inputs, 1, min_submitted=2)
+    rebuilt = rebuilt.pseudonymised(shuffle_key())
     assert pairs.to_list() == rebuilt.pairs
     assert load_dataset(str(store / "round-1"), "preferences_kto", split="train").to_list() == rebuilt.kto
     stats = json.loads((run_dir / "simulated_labelers.json").read_text())

@@ -361,3 +361,15 @@ def test_one_step_of_dpo_reward_and_kto_on_the_published_rows(tiny_model: Path, 
         result = make().train()
         assert result.global_step == 1, name
         assert result.training_loss == result.training_loss and result.training_loss > 0, name
+
+
+def test_publish_pseudonyms_are_stable_per_key_and_hide_the_name():
+    from loop.preferences import PreferenceData, pseudonym
+
+    a, b = pseudonym("amy", "k1"), pseudonym("amy", "k1")
+    assert a == b and a.startswith("labeler-") and "amy" not in a
+    assert pseudonym("amy", "k2") != a and pseudonym("bob", "k1") != a
+    data = PreferenceData([{"chosen_by": ["amy"], "rejected_by": ["bob"], "x": 1}], [{"label": True}])
+    swapped = data.pseudonymised("k1")
+    assert swapped.pairs == [{"chosen_by": [a], "rejected_by": [pseudonym("bob", "k1")], "x": 1}]
+    assert swapped.kto == data.kto and data.pairs[0]["chosen_by"] == ["amy"]

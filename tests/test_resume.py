@@ -161,13 +161,14 @@ def test_kill_in_every_phase_then_resume(
     # Its preference rows are exactly what the pulled rankings give (a killed publish rebuilt the same).
     from datasets import load_dataset
 
+    from loop.annotate import shuffle_key
     from loop.preferences import read_round
 
     for n in (1, 2):
         inputs = driver.paths.round(1).input if n == 1 else driver.paths.round(n - 1).output
         rebuilt = read_round(
             driver.paths.round(n).pulled, load_examples(inputs), n, min_submitted=cfg.argilla.min_submitted
-        )
+        ).pseudonymised(shuffle_key())
         folder = store / f"round-{n}"
         if rebuilt.pairs:
             assert load_dataset(str(folder), "preferences", split="train").to_list() == rebuilt.pairs

@@ -42,6 +42,10 @@ def run(ctx: RoundContext) -> Summary:
     prefs = read_round(
         ctx.paths.pulled, ctx.examples(), ctx.round, min_submitted=ctx.config.argilla.min_submitted
     )
+    if not ctx.config.publish.labeler_names:
+        from loop.annotate import shuffle_key
+
+        prefs = prefs.pseudonymised(shuffle_key())
     model = load_round_model(ctx.paths.model)
     stats = RoundStats.from_dataset(
         ds,
