@@ -1,0 +1,193 @@
+"""`pickloop seed-data` with a local model: the tiny model, and a round trained on it (its LoRA adapter)
+to answer the seed prompt in the `Q:`/`A:` form, so the test can check structure, provenance, dedup
+and resume (not quality). Plus the context check and `pickloop config check` on the produced file."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from ml_fixtures import fast_settings, tiny_model  # noqa: F401
+
+from loop.config import ModelSettings, load_config
+from loop.data import Example, load_examples, to_dataset
+from loop.seed.backends import LocalBackend
+from loop.seed.chunking import chunk_documents
+from loop.seed.documents import read_documents
+from loop.seed.pipeline import SeedSettings, partial_path, seed_data
+from loop.seed.prompts import CONVERSATION_TEMPLATE, load_template
+
+DOCS = Path(__file__).parent / "data" / "seed_docs"
+PROMPT = "Passage from {title}:\n{chunk}\nWrite {n} question-answer pairs.\n"
+# (question, answer) the round learns to write for each chunk, in chunk order; chunk 2 repeats chunk 1's
+# question nearly (a near-duplicate), chunk 4's answer is not in its chunk (ungrounded).
+TARGETS = [
+    ("How many batteries does a gadget use?", "Two batteries."),
+    ("What are widgets made of?", "Brass."),
+    ("What are the widgets made of?", "Brass, with three gears."),
+    ("How do you clean a widget?", "With a dry cloth."),
+    ("When does the factory open?", "Purple elephants sing."),
+]
+
+
+def run_main(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
+    from loop.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["pickloop", *args])
+    code = 0
+    try:
+        main()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def seed_round(tiny_model: Path, tmp_path_factory):  # noqa: F811
+    """A round trained on the tiny model to answer each chunk's prompt with its target pair."""
+    import torch
+
+    from loop.phases.train import train_round
+
+    torch.set_num_threads(1)
+    template = load_template(_prompt_file(tmp_path_factory.mktemp("prompt")))
+    backend = LocalBackend(tiny_model, max_new_tokens=8)
+    chunks = chunk_documents(read_documents([DOCS]), 64, 8, backend.count_tokens)
+    assert len(chunks) == len(TARGETS)
+    examples = [
+        Example(
+            f"t{i}",
+            [
+                {"role": "user", "content": template.render(c.title, c.text, 1)},
+                {"role": "assistant", "content": f"Q: {q}\nA: {a}"},
+            ],
+        )
+        for i, (c, (q, a)) in enumerate(zip(chunks, TARGETS, strict=True))
+    ]
+    round_dir = tmp_path_factory.mktemp("seed-run") / "round-1"
+    train_round(
+        examples,
+        ModelSettings(name_or_path=str(tiny_model)),
+        fast_settings(max_length=384, num_train_epochs=60),
+        round_dir,
+        seed=0,
+        progress=False,
+    )
+    return round_dir, template
+
+
+def _prompt_file(folder: Path) -> Path:
+    path = folder / "prompt.txt"
+    path.write_text(PROMPT, encoding="utf-8")
+    return path
+
+
+def _settings(template, **kw) -> SeedSettings:
+    base = dict(pairs_per_chunk=1, chunk_tokens=64, overlap_tokens=8)
+    return SeedSettings(template, load_template(CONVERSATION_TEMPLATE), **(base | kw))
+
+
+class Stop(Exception):
+    pass
+
+
+def test_local_round_model_generates_resumes_and_dedups(seed_round, tmp_path) -> None:
+    round_dir, template = seed_round
+    backend = LocalBackend(round_dir, max_new_tokens=48, batch_size=2)
+    docs, out = read_documents([DOCS]), tmp_path / "step1.jsonl"
+
+    def stop(done: int) -> None:
+        if done >= 2:
+            raise Stop
+
+    with pytest.raises(Stop):  # killed after the first batch of 2 chunks
+        seed_data(docs, backend, _settings(template), out, on_batch=stop)
+    assert not out.exists() and len(partial_path(out).read_text().splitlines()) == 3
+    summary = seed_data(docs, backend, _settings(template), out)
+    assert (summary.chunks, summary.chunks_reused, summary.chunks_generated) == (5, 2, 3)
+    assert (summary.pairs_generated, summary.parse_failures) == (5, 0)
+    assert (summary.duplicates_removed, summary.ungrounded_flagged, summary.kept) == (1, 1, 4)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["question"], r["answer"]) for r in rows] == [TARGETS[i] for i in (0, 1, 3, 4)]
+    chunks = chunk_documents(docs, 64, 8, backend.count_tokens)
+    for r, i in zip(rows, (0, 1, 3, 4), strict=True):
+        c = chunks[i]
+        assert (r["chunk_id"], r["doc_id"], r["char_start"], r["char_end"]) == (
+            c.chunk_id,
+            c.doc_id,
+            c.start,
+            c.end,
+        )
+        assert r["generator"] == str(round_dir) and r["prompt_sha256"] == template.sha256
+        assert r["id"] == f"{c.chunk_id}-q0"
+    assert [r["ungrounded"] for r in rows] == [False, False, False, True]
+    assert not partial_path(out).exists()
+    assert to_dataset(load_examples(out)).num_rows == 4
+
+
+def test_cli_base_model_output_is_counted_not_fatal_per_chunk(
+    tiny_model, tmp_path, capsys, monkeypatch
+) -> None:  # noqa: F811
+    """The untrained tiny model writes nothing parseable: every chunk is a counted parse failure and
+    the run ends with one clean error, no output file."""
+    out = tmp_path / "s.jsonl"
+    code, _, err = run_main(
+        ["seed-data", str(DOCS), "--model", str(tiny_model), "--out", str(out), "--max-new-tokens", "8"],
+        capsys,
+        monkeypatch,
+    )
+    assert code == 1 and "5 completions did not parse" in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_document_larger_than_the_context(tiny_model, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "big.md").write_text("# Big\n\n" + " ".join(["widget"] * 3000))
+    out = tmp_path / "s.jsonl"
+    out.write_text("old\n")
+    code, _, err = run_main(
+        ["seed-data", str(docs), "--model", str(tiny_model), "--out", str(out), "--chunk-tokens", "4000"],
+        capsys,
+        monkeypatch,
+    )
+    errors = [line for line in err.splitlines() if line.startswith("Error:")]
+    assert code == 1 and len(errors) == 1, err
+    assert "big.md (characters 0-" in errors[0] and "over the model's context of 2048" in errors[0]
+    assert "--chunk-tokens" in errors[0]
+    assert out.read_text() == "old\n" and not partial_path(out).exists()
+    # the same document with the default budget is cut into chunks that fit
+    code, _, err = run_main(
+        [
+            "seed-data",
+            str(docs),
+            "--model",
+            str(tiny_model),
+            "--out",
+            str(out),
+            "--limit",
+            "1",
+            "--max-new-tokens",
+            "4",
+        ],
+        capsys,
+        monkeypatch,
+    )
+    assert "1 completions did not parse" in err
+
+
+def test_config_check_accepts_the_output(seed_round, tmp_path, capsys, monkeypatch) -> None:
+    round_dir, template = seed_round
+    out = tmp_path / "step1.jsonl"
+    seed_data(read_documents([DOCS]), LocalBackend(round_dir, max_new_tokens=48), _settings(template), out)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"run:\n  name: seeded\ndata:\n  path: {out}\nmodel:\n  name_or_path: {round_dir}\n", encoding="utf-8"
+    )
+    code, stdout, err = run_main(["config", "check", str(config)], capsys, monkeypatch)
+    assert code == 0 and "OK" in stdout, err
+    assert load_config(config).data.path == str(out)
+    assert len(load_examples(load_config(config).data.path)) == 4
