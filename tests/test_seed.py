@@ -469,7 +469,7 @@ BAD = {
 @pytest.mark.parametrize("case", list(BAD))
 def test_bad_input_one_clean_error(case, tmp_path, capsys, monkeypatch, server) -> None:
     if case == "unreadable" and os.geteuid() == 0:
-        pytest.skip("root reads any file")
+        return _unreadable_as_nobody(server)
     if case == "pdf":
         try:
             import pypdf  # noqa: F401
@@ -488,6 +488,38 @@ def test_bad_input_one_clean_error(case, tmp_path, capsys, monkeypatch, server) 
     assert BAD[case] in error
     assert not out.exists() and not partial_path(out).exists()
     assert server.requests == []
+
+
+def _unreadable_as_nobody(server) -> None:
+    """Root reads any file: run the command as `nobody` (as tests/test_bad_inputs.py does)."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("setpriv") is None:
+        pytest.skip("running as root without setpriv: cannot make a file unreadable")
+    base = Path(tempfile.mkdtemp(prefix="pickloop-seed-"))
+    try:
+        os.chmod(base, 0o777)
+        docs = _bad(base, "unreadable")
+        os.chmod(docs, 0o755)
+        out = base / "s.jsonl"
+        command = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "loop.cli",
+        ]
+        args = ["seed-data", str(docs), "--endpoint", server.url, "--model", "m", "--out", str(out)]
+        env = {**os.environ, "HOME": str(base), "PICKLOOP_HOME": str(base / "home")}
+        proc = subprocess.run([*command, *args], capture_output=True, text=True, env=env, timeout=60)
+        assert BAD["unreadable"] in one_error(proc.returncode, proc.stderr)
+        assert not out.exists() and not partial_path(out).exists()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_every_document_empty(tmp_path) -> None:
