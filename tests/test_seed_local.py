@@ -6,30 +6,19 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
-from ml_fixtures import fast_settings, tiny_model  # noqa: F401
+from ml_fixtures import SEED_DOCS as DOCS
+from ml_fixtures import SEED_TARGETS as TARGETS
+from ml_fixtures import seed_round, tiny_model  # noqa: F401
 
-from loop.config import ModelSettings, load_config
-from loop.data import Example, load_examples, to_dataset
+from loop.config import load_config
+from loop.data import load_examples, to_dataset
 from loop.seed.backends import LocalBackend
 from loop.seed.chunking import chunk_documents
 from loop.seed.documents import read_documents
 from loop.seed.pipeline import SeedSettings, partial_path, seed_data
 from loop.seed.prompts import CONVERSATION_TEMPLATE, load_template
-
-DOCS = Path(__file__).parent / "data" / "seed_docs"
-PROMPT = "Passage from {title}:\n{chunk}\nWrite {n} question-answer pairs.\n"
-# (question, answer) the round learns to write for each chunk, in chunk order; chunk 2 repeats chunk 1's
-# question nearly (a near-duplicate), chunk 4's answer is not in its chunk (ungrounded).
-TARGETS = [
-    ("How many batteries does a gadget use?", "Two batteries."),
-    ("What are widgets made of?", "Brass."),
-    ("What are the widgets made of?", "Brass, with three gears."),
-    ("How do you clean a widget?", "With a dry cloth."),
-    ("When does the factory open?", "Purple elephants sing."),
-]
 
 
 def run_main(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
@@ -45,46 +34,6 @@ def run_main(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.fixture(scope="module")
-def seed_round(tiny_model: Path, tmp_path_factory):  # noqa: F811
-    """A round trained on the tiny model to answer each chunk's prompt with its target pair."""
-    import torch
-
-    from loop.phases.train import train_round
-
-    torch.set_num_threads(1)
-    template = load_template(_prompt_file(tmp_path_factory.mktemp("prompt")))
-    backend = LocalBackend(tiny_model, max_new_tokens=8)
-    chunks = chunk_documents(read_documents([DOCS]), 64, 8, backend.count_tokens)
-    assert len(chunks) == len(TARGETS)
-    examples = [
-        Example(
-            f"t{i}",
-            [
-                {"role": "user", "content": template.render(c.title, c.text, 1)},
-                {"role": "assistant", "content": f"Q: {q}\nA: {a}"},
-            ],
-        )
-        for i, (c, (q, a)) in enumerate(zip(chunks, TARGETS, strict=True))
-    ]
-    round_dir = tmp_path_factory.mktemp("seed-run") / "round-1"
-    train_round(
-        examples,
-        ModelSettings(name_or_path=str(tiny_model)),
-        fast_settings(max_length=384, num_train_epochs=60),
-        round_dir,
-        seed=0,
-        progress=False,
-    )
-    return round_dir, template
-
-
-def _prompt_file(folder: Path) -> Path:
-    path = folder / "prompt.txt"
-    path.write_text(PROMPT, encoding="utf-8")
-    return path
-
-
 def _settings(template, **kw) -> SeedSettings:
     base = dict(pairs_per_chunk=1, chunk_tokens=64, overlap_tokens=8)
     return SeedSettings(template, load_template(CONVERSATION_TEMPLATE), **(base | kw))
@@ -94,7 +43,7 @@ class Stop(Exception):
     pass
 
 
-def test_local_round_model_generates_resumes_and_dedups(seed_round, tmp_path) -> None:
+def test_local_round_model_generates_resumes_and_dedups(seed_round, tmp_path) -> None:  # noqa: F811
     round_dir, template = seed_round
     backend = LocalBackend(round_dir, max_new_tokens=48, batch_size=2)
     docs, out = read_documents([DOCS]), tmp_path / "step1.jsonl"
@@ -179,7 +128,7 @@ def test_document_larger_than_the_context(tiny_model, tmp_path, capsys, monkeypa
     assert "1 completions did not parse" in err
 
 
-def test_config_check_accepts_the_output(seed_round, tmp_path, capsys, monkeypatch) -> None:
+def test_config_check_accepts_the_output(seed_round, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
     round_dir, template = seed_round
     out = tmp_path / "step1.jsonl"
     seed_data(read_documents([DOCS]), LocalBackend(round_dir, max_new_tokens=48), _settings(template), out)

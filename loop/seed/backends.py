@@ -50,8 +50,11 @@ class LocalBackend:
         self.name = str(source)
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
+        from loop.phases.generate import _fingerprint
+
         self.model, self.tokenizer = load_generation_model(source, ModelSettings(name_or_path=str(source)))
         self.context = context_length(self.model)
+        self.fingerprint = _fingerprint(source)  # a retrained round is another model: no stale reuse
 
     def count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])

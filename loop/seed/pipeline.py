@@ -71,6 +71,7 @@ def settings_key(backend: Backend, settings: SeedSettings) -> str:
     key = [
         PARTIAL_VERSION,
         backend.name,
+        getattr(backend, "fingerprint", None),
         getattr(backend, "max_new_tokens", None),
         getattr(backend, "temperature", None),
         settings.qa_template.sha256,
@@ -196,8 +197,12 @@ def build_rows(
     backend_name: str,
     settings: SeedSettings,
     summary: SeedSummary,
+    *,
+    id_tag: str = "",
+    existing_questions: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Step-1 rows with provenance; duplicates removed, grounding scored (and counted in `summary`)."""
+    """Step-1 rows with provenance; duplicates (of each other, or of `existing_questions`) removed,
+    grounding scored (and counted in `summary`). Row ids: `<chunk id><id_tag>-q<i>` / `-c<i>`."""
     candidates: list[tuple[str, dict[str, Any]]] = []  # (first question, row)
     for chunk, record in zip(chunks, records, strict=True):
         summary.parse_failures += record["failures"]
@@ -213,7 +218,7 @@ def build_rows(
             summary.pairs_generated += 1
             score = round(grounding(answer, chunk.text), 4)
             row = {
-                "id": f"{chunk.chunk_id}-q{i}",
+                "id": f"{chunk.chunk_id}{id_tag}-q{i}",
                 "question": question,
                 "answer": answer,
                 **base,
@@ -227,7 +232,7 @@ def build_rows(
             answers = [m["content"] for m in messages if m["role"] == "assistant"]
             score = round(min(grounding(a, chunk.text) for a in answers), 4)
             row = {
-                "id": f"{chunk.chunk_id}-c{i}",
+                "id": f"{chunk.chunk_id}{id_tag}-c{i}",
                 "messages": messages,
                 **base,
                 "prompt_sha256": settings.conversation_template.sha256,
@@ -235,7 +240,9 @@ def build_rows(
                 "ungrounded": score < settings.grounding_threshold,
             }
             candidates.append((messages[0]["content"], row))
-    duplicates = duplicate_indices([q for q, _ in candidates], settings.dedup_threshold)
+    known = len(existing_questions)
+    questions = [*existing_questions, *(q for q, _ in candidates)]
+    duplicates = {i - known for i in duplicate_indices(questions, settings.dedup_threshold) if i >= known}
     summary.duplicates_removed = len(duplicates)
     rows = [row for i, (_, row) in enumerate(candidates) if i not in duplicates]
     summary.ungrounded_flagged = sum(r["ungrounded"] for r in rows)
@@ -254,8 +261,16 @@ def seed_data(
     *,
     progress: bool = False,
     on_batch: Callable[[int], None] | None = None,
+    id_tag: str = "",
+    existing_questions: Sequence[str] = (),
+    allow_empty: bool = False,
+    extra_columns: dict[str, Any] | None = None,
 ) -> SeedSummary:
-    """Generate the step-1 dataset from `docs` into `out` (JSONL); see the module docstring."""
+    """Generate the step-1 dataset from `docs` into `out` (JSONL); see the module docstring.
+
+    `id_tag`, `existing_questions`, `allow_empty` and `extra_columns` are for a round's regeneration
+    (`loop.phases.regenerate`): distinct ids, no repeat of the dataset's questions, an empty result
+    written rather than refused, and the round on every row."""
     out = Path(out)
     if out.is_dir():
         raise DataError("is a folder; --out names the JSONL file to write", file=out)
@@ -269,15 +284,19 @@ def seed_data(
     summary.documents = len({c.doc_id for c in chunks})
     summary.complete = len(chunks) == total
     summary.chunks = len(chunks)
-    rows = build_rows(chunks, records, backend.name, settings, summary)
-    if not rows:
+    rows = build_rows(
+        chunks, records, backend.name, settings, summary, id_tag=id_tag, existing_questions=existing_questions
+    )
+    rows = [{**r, **(extra_columns or {})} for r in rows]
+    if not rows and not allow_empty:
         raise DataError(
             f"no question-answer pairs kept from {len(chunks)} chunk(s) ({summary.parse_failures} completions "
             f"did not parse, {summary.duplicates_removed} duplicates, {summary.ungrounded_dropped} ungrounded "
             "dropped); check the model, the prompt template or --drop-ungrounded",
             file=out,
         )
-    validate_rows(enumerate(rows, start=1), str(out), row_word="row")  # what `pickloop run` will accept
+    if rows:
+        validate_rows(enumerate(rows, start=1), str(out), row_word="row")  # what `pickloop run` accepts
     write_text(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     if summary.complete:
         partial_path(out).unlink(missing_ok=True)
