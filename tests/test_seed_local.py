@@ -8,9 +8,9 @@ import json
 import sys
 
 import pytest
+from ml_fixtures import FAST_LORA, FAST_SFT, seed_round, tiny_model  # noqa: F401
 from ml_fixtures import SEED_DOCS as DOCS
 from ml_fixtures import SEED_TARGETS as TARGETS
-from ml_fixtures import seed_round, tiny_model  # noqa: F401
 
 from loop.config import load_config
 from loop.data import load_examples, to_dataset
@@ -128,15 +128,33 @@ def test_document_larger_than_the_context(tiny_model, tmp_path, capsys, monkeypa
     assert "1 completions did not parse" in err
 
 
-def test_config_check_accepts_the_output(seed_round, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+def test_round_one_runs_on_the_output(seed_round, tiny_model, tmp_path, capsys, monkeypatch) -> None:  # noqa: F811
+    """`pickloop config check` accepts the produced file, and round 1 trains and generates on it (its
+    provenance columns ride along in the round's input snapshot)."""
+    import yaml
+
+    from loop.driver import Driver
+
     round_dir, template = seed_round
     out = tmp_path / "step1.jsonl"
     seed_data(read_documents([DOCS]), LocalBackend(round_dir, max_new_tokens=48), _settings(template), out)
     config = tmp_path / "run.yaml"
-    config.write_text(
-        f"run:\n  name: seeded\ndata:\n  path: {out}\nmodel:\n  name_or_path: {round_dir}\n", encoding="utf-8"
-    )
+    cfg = {
+        "run": {"name": "seeded", "dir": str(tmp_path / "run")},
+        "data": {"path": str(out)},
+        "model": {"name_or_path": str(tiny_model), "cpu_threads": 1},
+        "train": {"sft": {**FAST_SFT, "num_train_epochs": 1}, "lora": FAST_LORA},
+        "generate": {"k": 2, "max_new_tokens": 4},
+    }
+    config.write_text(yaml.safe_dump(cfg), encoding="utf-8")
     code, stdout, err = run_main(["config", "check", str(config)], capsys, monkeypatch)
     assert code == 0 and "OK" in stdout, err
-    assert load_config(config).data.path == str(out)
-    assert len(load_examples(load_config(config).data.path)) == 4
+    driver = Driver(load_config(config), progress=False)
+    for phase in ("train", "regenerate", "generate"):
+        driver.run_phase(1, phase)
+    assert driver.state().record(1, "train").summary["examples"] == 4
+    assert driver.state().record(1, "generate").summary["turns"] == 4
+    snapshot = load_examples(driver.paths.round(1).input)
+    assert [ex.extra["chunk_id"] for ex in snapshot] == [
+        json.loads(line)["chunk_id"] for line in out.read_text().splitlines()
+    ]
