@@ -16,3 +16,4 @@ def register(root: click.Group) -> None:
     root.add_command(run.status)
     root.add_command(demo.demo)
     root.add_command(seed.seed_data)
+    root.add_command(seed.seed_review)

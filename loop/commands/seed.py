@@ -231,3 +231,78 @@ def seed_data(
     Console().print(table)
     if not summary.complete:
         click.echo(f"Stopped after --limit {limit} chunk(s); re-run without --limit to continue.")
+
+
+_API_URL = click.option(
+    "--api-url",
+    envvar="ARGILLA_API_URL",
+    show_envvar=True,
+    default=None,
+    help="Argilla deployment (key from ARGILLA_API_KEY); default: the embedded server.",
+)
+_DATASET = click.option(
+    "--dataset", default=None, help="Review dataset name (default: seed-review-<file name>)."
+)
+_WORKSPACE = click.option("--workspace", default="pickloop", show_default=True, help="Argilla workspace.")
+
+
+def _review_target(step1: Path, dataset: str | None, api_url: str | None):
+    import re
+
+    from argilla_setup.connection import resolve_connection
+
+    name = dataset or "seed-review-" + re.sub(r"[^A-Za-z0-9_-]+", "-", step1.stem).strip("-")
+    return resolve_connection(api_url), name
+
+
+@click.group(name="seed-review")
+def seed_review() -> None:
+    """Review generated pairs in Argilla before round 1 (optional).
+
+    `push` puts each question-answer pair of a seed-data file in an Argilla dataset beside its
+    passage; labelers accept or reject it and may fix the question or answer. `pull` writes the
+    accepted (and fixed) pairs: that file becomes `data.path`.
+    """
+
+
+@seed_review.command(name="push")
+@click.argument("step1", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("docs", nargs=-1, required=True)
+@_DATASET
+@_WORKSPACE
+@_API_URL
+def review_push(
+    step1: Path, docs: tuple[str, ...], dataset: str | None, workspace: str, api_url: str | None
+) -> None:
+    """Push STEP1's pairs for review, with their passages from DOCS (the documents seed-data read).
+
+    Idempotent: records are keyed by row id, so a re-push updates them.
+    """
+    from loop.seed import review
+    from loop.seed.documents import read_documents
+
+    conn, name = _review_target(step1, dataset, api_url)
+    result = review.push(conn, review.read_rows(step1), read_documents(docs), name=name, workspace=workspace)
+    click.echo(f"{result.records} pair(s) to review in {result.name}: {result.url}")
+
+
+@seed_review.command(name="pull")
+@click.argument("step1", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Reviewed JSONL to write."
+)
+@_DATASET
+@_WORKSPACE
+@_API_URL
+def review_pull(step1: Path, out: Path, dataset: str | None, workspace: str, api_url: str | None) -> None:
+    """Write STEP1's accepted pairs (with the labelers' fixes) to --out; rejected and unreviewed ones
+    are left out. Conversation rows pass through unchanged."""
+    from loop.seed import review
+
+    conn, name = _review_target(step1, dataset, api_url)
+    got = review.pull(conn, review.read_rows(step1), name=name, workspace=workspace, out=out)
+    click.echo(
+        f"Wrote {out}: {got.accepted} accepted, {got.edited} edited, {got.rejected} rejected, "
+        f"{got.pending} not reviewed yet"
+        + (f", {got.passed_through} conversation(s) kept" if got.passed_through else "")
+    )
