@@ -134,6 +134,32 @@ def test_duplicates_exact_and_near() -> None:
     assert duplicate_indices(qs, 1.0) == {1}
 
 
+def test_dedup_prefix_filter_matches_pairwise_comparison() -> None:
+    """Prefix filtering must drop exactly what comparing each question with every kept one drops."""
+    import random
+
+    from loop.seed.quality import normalise
+    from loop.textsim import token_f1
+
+    def pairwise(qs: list[str], t: float) -> set[int]:
+        kept, exact, dropped = [], set(), set()
+        for i, q in enumerate(qs):
+            n = normalise(q)
+            if n in exact or any(token_f1(n, k) >= t for k in kept):
+                dropped.add(i)
+            else:
+                exact.add(n)
+                kept.append(n)
+        return dropped
+
+    rng = random.Random(3)
+    vocab = [f"w{i}" for i in range(10)]  # small: many near duplicates, repeated words
+    for _ in range(100):
+        qs = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 7))) for _ in range(30)]
+        for t in (0.0, 0.5, 0.7, 0.85, 1.0):
+            assert duplicate_indices(qs, t) == pairwise(qs, t)
+
+
 def test_grounding() -> None:
     chunk = "Widgets are small tools made of brass."
     assert grounding("Widgets are made of brass.", chunk) == 1.0
