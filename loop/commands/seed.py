@@ -211,7 +211,11 @@ def seed_data(
         )
     else:
         backend = LocalBackend(model, max_new_tokens=max_new_tokens, batch_size=batch_size)
-    summary = run_seed(documents, backend, settings, out, progress=True)
+    try:
+        summary = run_seed(documents, backend, settings, out, progress=True)
+    finally:
+        if isinstance(backend, EndpointBackend):
+            backend.close()
     table = Table(title=f"seed-data → {out}")
     table.add_column("")
     table.add_column("count", justify="right")
