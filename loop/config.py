@@ -54,6 +54,31 @@ class RunSettings(Section):
     max_rounds: int = Field(3, ge=1, description="Rounds to run before `pickloop run` stops.")
 
 
+class RegenerateSettings(Section):
+    """Self-Evolution's per-round data: in each round from `from_round` on, the round's freshly trained
+    model writes new question-answer pairs from the same documents `pickloop seed-data` used; they
+    join the round's dataset (candidates, labeling, the published revision) and the next round trains
+    on them. Chunking, prompts, dedup and grounding are seed-data's (`loop/seed/`)."""
+
+    docs: list[str] = Field(
+        min_length=1,
+        description="Documents: files or folders of Markdown, text, HTML, PDF (or HF datasets with `text_column`).",
+    )
+    text_column: str | None = Field(None, description="`docs` are HF datasets; each row's text column is a document.")
+    from_round: int = Field(2, ge=1, description="First round that regenerates (round 1 trains on the seed data).")
+    pairs_per_chunk: int = Field(2, ge=1, le=50, description="Question-answer pairs asked per chunk.")
+    chunk_tokens: int = Field(512, ge=16, description="Token budget of a chunk (the round model's tokenizer).")
+    overlap_tokens: int = Field(64, ge=0, description="Tokens a chunk repeats from the previous one.")
+    max_new_tokens: int = Field(512, ge=1, description="Longest completion.")
+    batch_size: int = Field(8, ge=1, description="Chunks decoded together.")
+    prompt_file: Path | None = Field(None, description="Prompt template (default: loop/seed/prompts/qa.txt).")
+    dedup_threshold: float = Field(
+        0.85, ge=0, le=1, description="Token F1 at which a new question duplicates one in the dataset or another new one."
+    )
+    grounding_threshold: float = Field(0.5, ge=0, le=1, description="Answers below it are flagged `ungrounded`.")
+    drop_ungrounded: bool = Field(True, description="Leave flagged answers out of the round's dataset.")
+
+
 class DataSettings(Section):
     """The step-1 QA data: JSONL or an HF dataset, single- or multi-turn."""
 
@@ -64,6 +89,9 @@ class DataSettings(Section):
         None, description="Hub revision (branch, tag or commit) when `path` is a Hub id."
     )
     split: str = Field("train", description="Split to read from an HF dataset.")
+    regenerate: RegenerateSettings | None = Field(
+        None, description="New pairs from documents in the rounds after the first (README: Start from your documents); off when unset."
+    )
 
 
 class ModelSettings(Section):
@@ -1062,6 +1090,23 @@ def _resolve_paths(cfg: RunConfig, base: Path, file: str, lines: dict[tuple[Any,
                 continue
             resolved = os.path.abspath(base / expanded)
             setattr(section, name, Path(resolved) if is_path else resolved)
+    regen = cfg.data.regenerate
+    if regen is not None:  # documents and prompt file resolve like data.path
+        for i, doc in enumerate(regen.docs):
+            loc = ("data", "regenerate", "docs", i)
+            try:
+                expanded = _expand(doc)
+            except UnsetVariable as exc:
+                raise ConfigError(
+                    f"environment variable ${exc.name} is not set (or is empty); set it or write the path",
+                    file=file,
+                    line=_line_for(loc, lines),
+                    key=_dotted(loc),
+                ) from None
+            if regen.text_column is None or _looks_local(expanded, base):
+                regen.docs[i] = os.path.abspath(base / expanded)
+        if regen.prompt_file is not None:
+            regen.prompt_file = Path(os.path.abspath(base / _expand(str(regen.prompt_file))))
     replay = cfg.train.replay
     if replay.scorer not in REPLAY_SCORERS:  # a scorer folder resolves like model.name_or_path
         loc = ("train", "replay", "scorer")
@@ -1119,8 +1164,10 @@ def config_reference_markdown() -> str:
             out += [doc, ""]
         out += ["| key | type | default | description |", "|---|---|---|---|"]
         for key, f in model.model_fields.items():
-            nested = _is_model(f.annotation)
-            for sub, g in f.annotation.model_fields.items() if nested else [(None, f)]:
+            optional = [a for a in get_args(f.annotation) if _is_model(a)]  # `Section | None`
+            nested = f.annotation if _is_model(f.annotation) else optional[0] if optional else None
+            rows = [(None, f)] if nested is None or optional else []
+            for sub, g in rows + (list(nested.model_fields.items()) if nested else []):
                 cells = [
                     f"`{name}.{key}" + (f".{sub}`" if sub else "`"),
                     _type_name(g.annotation) + _constraints(g),

@@ -60,7 +60,8 @@ class RoundContext:
 
     def examples(self) -> list[Example]:
         """The round's input: round 1 a snapshot of the configured data (taken once, so later edits to
-        the source cannot change a round that already started), round n round n-1's output."""
+        the source cannot change a round that already started), round n round n-1's output; plus,
+        once this round's `regenerate` phase is done, the new pairs it wrote."""
         from loop.data import load_examples, write_jsonl
 
         if self._examples is None:
@@ -72,6 +73,9 @@ class RoundContext:
                     d = self.config.data
                     write_jsonl(load_examples(d.path, revision=d.revision, split=d.split), source)
             self._examples = load_examples(source)
+            new = self.paths.regenerated
+            if new.is_file() and new.stat().st_size and self.state().is_done(self.round, "regenerate"):
+                self._examples = self._examples + load_examples(new)
         return self._examples
 
     def connection(self):

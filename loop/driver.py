@@ -156,6 +156,8 @@ class Driver:
         the same ids and a published revision is never published twice."""
         self._phase(name)
         later = PHASE_NAMES[PHASE_NAMES.index(name) :]
+        for m in [m for m in self._examples if m >= n]:  # a redone regenerate (or aggregate) changes them
+            del self._examples[m]
         return self.state().invalidate(n, later)
 
     @staticmethod

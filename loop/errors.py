@@ -86,6 +86,11 @@ class StateError(PickloopError, RuntimeError):
     """The run directory's state is inconsistent with the request (e.g. a phase run out of order)."""
 
 
+class EndpointError(PickloopError, RuntimeError):
+    """A generation endpoint (OpenAI-compatible chat server) failed, timed out, or answered in a form
+    that is not a chat completion. Never carries the API key."""
+
+
 class WaitTimeout(PickloopError, TimeoutError):
     """Waiting for labelers reached its deadline before the completion target."""
 

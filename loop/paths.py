@@ -57,6 +57,13 @@ class RoundPaths:
         """The earlier versions replayed in this round's training (`train.replay`), one JSON line each."""
         return self.dir / "replay.jsonl"
 
+    # regenerate
+    @property
+    def regenerated(self) -> Path:
+        """New pairs the round's model wrote from the documents (`data.regenerate`); they join the
+        round's dataset once the regenerate phase is done."""
+        return self.dir / "regenerated.jsonl"
+
     # generate
     @property
     def candidates(self) -> Path:

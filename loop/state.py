@@ -100,6 +100,23 @@ def m003_score_before_push(raw: dict[str, Any]) -> None:
                     phases[name]["keys"] = None
 
 
+@migration
+def m004_regenerate_after_train(raw: dict[str, Any]) -> None:
+    """The `regenerate` phase now runs between `train` and `generate`: a round trained before it
+    existed gets it marked done as a no-op (it added nothing then), and the hashes of the phases after
+    it are adopted by the driver (`keys: None`; generate now chains on regenerate's hash)."""
+    order = list(PHASE_NAMES)
+    after = order[order.index("regenerate") + 1 :]
+    for phases in raw["rounds"].values():
+        train = phases.get("train")
+        if train and "regenerate" not in phases:
+            summary = {"skipped": "the round was trained before the regenerate phase existed"}
+            phases["regenerate"] = {**train, "seconds": 0.0, "summary": summary, "keys": None}
+            for name in after:
+                if name in phases:
+                    phases[name]["keys"] = None
+
+
 def migrate(raw: dict[str, Any], path: Path) -> bool:
     """Apply the migrations `raw` has not seen; True when anything changed."""
     version = raw.get("version")

@@ -43,6 +43,7 @@ _MARK_BY_FIXTURE = {
     "hub": "hub",
     "tiny_model": "train",
     "trained_round": "train",
+    "seed_round": "train",
 }
 _MARK_BY_MODULE = {
     "test_browser": ("browser", "argilla"),

@@ -110,6 +110,58 @@ def trained_round(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
     return _CACHE["round1"]
 
 
+SEED_DOCS = Path(__file__).resolve().parent / "data" / "seed_docs"
+SEED_PROMPT = "Passage from {title}:\n{chunk}\nWrite {n} question-answer pairs.\n"
+# (question, answer) the seed round learns to write for each chunk of SEED_DOCS (64-token chunks of the
+# tiny tokenizer, in chunk order): chunk 2 nearly repeats chunk 1's question, chunk 4's answer is not
+# in its chunk (ungrounded).
+SEED_TARGETS = [
+    ("How many batteries does a gadget use?", "Two batteries."),
+    ("What are widgets made of?", "Brass."),
+    ("What are the widgets made of?", "Brass, with three gears."),
+    ("How do you clean a widget?", "With a dry cloth."),
+    ("When does the factory open?", "Purple elephants sing."),
+]
+
+
+@pytest.fixture(scope="session")
+def seed_round(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(round dir, prompt template): a round trained on the tiny model to answer SEED_PROMPT for each
+    chunk of SEED_DOCS with its SEED_TARGETS pair as `Q: ...` / `A: ...` (the seed-data tests need a
+    model whose output parses; this one also exercises a round's adapter as the generator)."""
+    if "seed_round" not in _CACHE:
+        from loop.phases.train import train_round
+        from loop.seed.backends import LocalBackend
+        from loop.seed.chunking import chunk_documents
+        from loop.seed.documents import read_documents
+        from loop.seed.prompts import load_template
+
+        _limit_threads()
+        prompt = tmp_path_factory.mktemp("prompt") / "prompt.txt"
+        prompt.write_text(SEED_PROMPT, encoding="utf-8")
+        template = load_template(prompt)
+        backend = LocalBackend(tiny_model, max_new_tokens=8)
+        chunks = chunk_documents(read_documents([SEED_DOCS]), 64, 8, backend.count_tokens)
+        assert len(chunks) == len(SEED_TARGETS)
+        examples = [
+            Example(
+                f"t{i}",
+                [
+                    {"role": "user", "content": template.render(c.title, c.text, 1)},
+                    {"role": "assistant", "content": f"Q: {q}\nA: {a}"},
+                ],
+            )
+            for i, (c, (q, a)) in enumerate(zip(chunks, SEED_TARGETS, strict=True))
+        ]
+        round_dir = tmp_path_factory.mktemp("seed-run") / "round-1"
+        settings = fast_settings(max_length=384, num_train_epochs=60)
+        train_round(
+            examples, ModelSettings(name_or_path=str(tiny_model)), settings, round_dir, seed=0, progress=False
+        )
+        _CACHE["seed_round"] = (round_dir, template)
+    return _CACHE["seed_round"]
+
+
 def greedy_answers(source: Path, examples: list[Example]) -> list[str]:
     """Greedy answer to each example's first question (plain `generate`, independent of loop.generate)."""
     import torch

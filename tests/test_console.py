@@ -61,6 +61,8 @@ def test_a_round_prints_one_bar_per_phase_and_no_library_noise(tiny_model: Path,
     env["PYTHONPATH"] = str(ROOT)
     train = _pickloop("round", "train", str(cfg), env=env)
     assert train.returncode == 0, train.stderr
+    regenerate = _pickloop("round", "regenerate", str(cfg), env=env)  # a no-op: data.regenerate is unset
+    assert regenerate.returncode == 0 and "regenerate done" in regenerate.stdout, regenerate.stderr
     generate = _pickloop("round", "generate", str(cfg), env=env)
     assert generate.returncode == 0, generate.stderr
     out = train.stdout + train.stderr + generate.stdout + generate.stderr

@@ -56,6 +56,7 @@ GREEDY = {
 }
 SECONDS = {
     "train": 12.34,
+    "regenerate": 0.0,
     "generate": 4.5,
     "score": 0.5,
     "push": 0.21,
@@ -121,7 +122,7 @@ def driver(tmp_path: Path) -> Driver:
         paths.output.parent.mkdir(parents=True, exist_ok=True)
         datasets.Dataset.from_list(rows).to_parquet(str(paths.output))
         for phase in PHASE_NAMES:
-            summary = {"train": TRAIN[n], "aggregate": AGGREGATE[n]}.get(phase, {})
+            summary = {"train": TRAIN[n], "aggregate": AGGREGATE[n], "regenerate": {"skipped": "off"}}.get(phase, {})
             state.mark_done(n, phase, f"h{n}{phase}", SECONDS[phase] * n, summary)
     state.mark_done(3, "train", "h3", 9.0, {"examples": 4, "final_loss": 0.5})  # unfinished: no row
     return drv

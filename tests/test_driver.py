@@ -45,13 +45,14 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
     cfg = load_config(cfg_path)
     heard = []
     driver = Driver(cfg, progress=False, on_phase_done=heard.append)
-    for phase in ("train", "generate", "score", "push"):
+    first = ("train", "regenerate", "generate", "score", "push")
+    for phase in first:
         driver.run_phase(1, phase)
     assert driver.run_phase(1, "train").skipped
-    first = ("train", "generate", "score", "push")
     assert [(o.round, o.phase, o.skipped) for o in heard] == [(1, p, False) for p in first]
-    assert heard[3].summary.records == 6, "the callback gets the phase's summary"
-    assert heard[2].summary.turns == 6 and heard[2].summary.mean_ifd_round is not None
+    assert heard[4].summary.records == 6, "the callback gets the phase's summary"
+    assert heard[3].summary.turns == 6 and heard[3].summary.mean_ifd_round is not None
+    assert heard[1].summary.skipped == "data.regenerate is not set"
     rd = driver.paths.round(1).dir
     plan = read_plan(rd)
     pushed = read_push(rd)
@@ -157,14 +158,14 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
 def test_phase_order_is_enforced(env, tiny_model: Path, tmp_path: Path) -> None:  # noqa: F811
     cfg_path = make_config(tmp_path, tiny_model, env.api_url)
     driver = Driver(load_config(cfg_path), progress=False)
-    with pytest.raises(StateError, match="run train, generate, score before push"):
+    with pytest.raises(StateError, match="run train, regenerate, generate, score before push"):
         driver.run_phase(1, "push")
     # Through the CLI it is one clean line, no traceback.
     proc = subprocess.run(
         [sys.executable, "-m", "loop.cli", "round", "push", str(cfg_path)], capture_output=True, text=True
     )
     assert proc.returncode == 1
-    assert proc.stderr.strip() == "Error: round 1: run train, generate, score before push"
+    assert proc.stderr.strip() == "Error: round 1: run train, regenerate, generate, score before push"
     with pytest.raises(StateError, match="round 1 is not finished"):
         driver.run_phase(2, "train")
 

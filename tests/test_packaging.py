@@ -19,5 +19,6 @@ def test_wheel_ships_the_demo_config_and_data(tmp_path: Path) -> None:
     wheel = next(tmp_path.glob("pickloop-*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"loop/demo/demo.yaml", "loop/demo/python_faq.jsonl", "loop/phases/__init__.py"} <= names
+    assert {"loop/seed/prompts/qa.txt", "loop/seed/prompts/conversation.txt"} <= names, "seed-data's default prompts"
     # configs/demo.yaml is the same file, not a second copy that can drift.
     assert (ROOT / "configs" / "demo.yaml").resolve() == (ROOT / "loop" / "demo" / "demo.yaml").resolve()

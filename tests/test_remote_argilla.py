@@ -129,6 +129,7 @@ def test_push_wait_pull_against_a_remote_server(
     write_candidates(candidates_for(demo), paths.candidates)
     state = RunState.load(driver.run_dir)
     state.mark_done(1, "train", "h-train", 1.0, {"examples": N, "final_loss": 1.0})
+    state.mark_done(1, "regenerate", "h-regenerate", 0.0, {"skipped": "data.regenerate is not set"})
     state.mark_done(1, "generate", "h-generate", 1.0, {"turns": N, "candidates": 2 * N, "same_as_current": 0})
     state.mark_done(1, "score", "h-score", 0.0, {})  # no scores.parquet: `select.strategy: all` asks every turn
 

@@ -21,12 +21,12 @@ def test_new_run_starts_at_round_one_train(tmp_path: Path) -> None:
 def test_phases_are_recorded_in_order_and_persisted(tmp_path: Path) -> None:
     state = RunState.load(tmp_path)
     state.mark_done(1, "train", "h1", 1.5, {"final_loss": 0.1})
-    with pytest.raises(StateError, match="cannot finish 'push' before generate, score"):
+    with pytest.raises(StateError, match="cannot finish 'push' before regenerate, generate, score"):
         state.mark_done(1, "push", "h3", 1.0)
     reloaded = RunState.load(tmp_path)
     assert reloaded.is_done(1, "train") and not reloaded.is_done(1, "generate")
     assert reloaded.record(1, "train").summary == {"final_loss": 0.1}
-    assert reloaded.next_phase(1) == "generate"
+    assert reloaded.next_phase(1) == "regenerate"
     for phase in PHASES[1:]:
         reloaded.mark_done(1, phase, "h", 0.1)
     assert RunState.load(tmp_path).current_round() == 2
@@ -65,7 +65,12 @@ def test_version_1_state_migrates_pull_into_pull_plus_aggregate(tmp_path: Path) 
     assert agg.keys is None  # the driver adopts today's hash for migrated records
     saved = json.loads((tmp_path / "state.json").read_text())
     assert saved["version"] == 2
-    assert saved["migrations"] == ["m001_split_aggregate_from_pull", "m002_per_key_hashes", "m003_score_before_push"]
+    assert saved["migrations"] == [
+        "m001_split_aggregate_from_pull",
+        "m002_per_key_hashes",
+        "m003_score_before_push",
+        "m004_regenerate_after_train",
+    ]
     assert RunState.load(tmp_path).record(1, "aggregate") == agg
 
 
@@ -74,7 +79,7 @@ def test_a_run_pushed_before_the_score_phase_resumes(tmp_path: Path) -> None:
     adopts today's hashes (push now hashes `select`), so the run resumes instead of being refused."""
     rec = {"status": "done", "inputs_hash": "h", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 2.0}
     keys = {"run.seed": "abc"}
-    old = [p for p in PHASES if p != "score"]
+    old = [p for p in PHASES if p not in ("score", "regenerate")]
     rounds = {
         "1": {p: {**rec, "summary": {"n": 1}, "keys": keys} for p in old},  # finished
         "2": {p: {**rec, "summary": {}, "keys": keys} for p in ("train", "generate", "push", "wait")},
@@ -84,16 +89,40 @@ def test_a_run_pushed_before_the_score_phase_resumes(tmp_path: Path) -> None:
     migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes"]
     (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
     state = RunState.load(tmp_path)
-    assert state.migrations[-1] == "m003_score_before_push"
+    assert state.migrations[-2:] == ["m003_score_before_push", "m004_regenerate_after_train"]
     assert state.finished_rounds() == [1]
     assert state.next_phase(2) == "pull", "round 2 resumes where it stopped"
     assert state.next_phase(3) == "score", "a round not pushed yet scores before its push"
     for n in (1, 2):
         score = state.record(n, "score")
         assert score.summary == {} and score.keys is None and score.seconds == 0.0
-        assert state.record(n, "generate").keys == keys, "phases before score keep their hashes"
+        assert state.record(n, "train").keys == keys, "phases before score (and regenerate) keep their hashes"
         assert state.record(n, "push").keys is None and state.record(n, "wait").keys is None
     assert PHASES_BY_NAME["score"].summary_from({}).turns == 0, "the empty summary reads back"
+    assert RunState.load(tmp_path).rounds == state.rounds, "applied once and saved"
+
+
+def test_a_run_trained_before_the_regenerate_phase_resumes(tmp_path: Path) -> None:
+    """m004: rounds whose train is done get `regenerate` done as a no-op; the phases after it adopt
+    today's hashes (generate now chains on regenerate's), so the run resumes instead of being refused."""
+    rec = {"status": "done", "inputs_hash": "h", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 2.0}
+    keys = {"run.seed": "abc"}
+    old = [p for p in PHASES if p != "regenerate"]
+    rounds = {
+        "1": {p: {**rec, "summary": {}, "keys": keys} for p in old},  # finished
+        "2": {p: {**rec, "summary": {}, "keys": keys} for p in ("train", "generate")},
+    }
+    migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes", "m003_score_before_push"]
+    (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
+    state = RunState.load(tmp_path)
+    assert state.migrations[-1] == "m004_regenerate_after_train"
+    assert state.finished_rounds() == [1]
+    assert state.next_phase(2) == "score", "round 2 resumes where it stopped"
+    for n in (1, 2):
+        regen = state.record(n, "regenerate")
+        assert regen.keys is None and regen.seconds == 0.0 and "before the regenerate phase" in regen.summary["skipped"]
+        assert state.record(n, "train").keys == keys and state.record(n, "generate").keys is None
+    assert PHASES_BY_NAME["regenerate"].summary_from(state.record(1, "regenerate").summary).added == 0
     assert RunState.load(tmp_path).rounds == state.rounds, "applied once and saved"
 
 

@@ -23,6 +23,7 @@ from loop.status import RoundStatus, run_status
 
 SUMMARIES = {
     "train": {"examples": 6, "first_loss": 4.2, "final_loss": 1.1},
+    "regenerate": {"skipped": "data.regenerate is not set"},
     "generate": {"turns": 6, "candidates": 18, "same_as_current": 1},
     "score": {"turns": 8, "verified_unchanged": 1},
     "push": {
@@ -103,7 +104,7 @@ def test_a_redo_of_everything_is_nothing_run_again(config: Path) -> None:
 
 
 def test_mid_round_before_labeling_shows_the_next_phase(config: Path) -> None:
-    done(config, 1, ("train", "generate", "score"))
+    done(config, 1, ("train", "regenerate", "generate", "score"))
     assert run_status(Driver(load_config(config), progress=False), live=False) == [
         RoundStatus(1, "push", None, (), None)
     ]
@@ -116,7 +117,7 @@ def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
     config: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("ARGILLA_API_KEY", "status-test-key")
-    done(config, 1, ("train", "generate", "score", "push"))
+    done(config, 1, ("train", "regenerate", "generate", "score", "push"))
     assert status(config, "--offline")[1] == [["1", "wait", "6 asked, 2 auto-kept (1 verified)", "6 records pushed", "-", "-"]]
     caplog.set_level(logging.WARNING)
     out, rows = status(config)  # live: the server is down, the pushed record count still shows
@@ -128,7 +129,7 @@ def test_in_labeling_without_a_server_shows_what_the_run_dir_knows(
 
 
 def test_after_the_wait_progress_comes_from_its_summary(config: Path) -> None:
-    done(config, 1, ("train", "generate", "score", "push", "wait"))
+    done(config, 1, ("train", "regenerate", "generate", "score", "push", "wait"))
     (row,) = run_status(Driver(load_config(config), progress=False), live=True)  # no server asked
     # 5 completed plus 1 settled (answered by every labeler, one of them discarded) of 6: the wait
     # is over, so nothing is pending.
@@ -142,7 +143,7 @@ def test_after_the_wait_progress_comes_from_its_summary(config: Path) -> None:
 
 def test_a_wait_that_proceeded_at_a_fraction_shows_the_pending_records(config: Path) -> None:
     wait = {"reason": "fraction", "completed": 4, "total": 6, "settled": 0, "labelers": {"alice": 4}}
-    done(config, 1, ("train", "generate", "score", "push", "wait"), wait=wait)
+    done(config, 1, ("train", "regenerate", "generate", "score", "push", "wait"), wait=wait)
     assert status(config, "--offline")[1] == [
         ["1", "pull", "6 asked, 2 auto-kept (1 verified)", "4/6 records complete · 2 left unlabeled", "alice 4", "-"]
     ]
@@ -179,7 +180,7 @@ def test_two_finished_rounds_and_a_third_mid_way(config: Path) -> None:
         },
     }
     done(config, 2, PHASE_NAMES, **second)
-    done(config, 3, ("train",))
+    done(config, 3, ("train", "regenerate"))
     assert status(config, "--offline")[1] == [
         ["1", "done", "6 asked, 2 auto-kept (1 verified)", "5/6 records complete · 1 discarded", "alice 5 · bob 6", "round-1"],
         [

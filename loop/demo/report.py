@@ -69,7 +69,11 @@ def build_rows(driver, references: Mapping[str, str]) -> list[RoundRow]:
                 dict(agg.choices) if agg else {},
                 agg.agreement if agg else None,
                 train.final_loss if train else None,
-                {p: round(state.record(n, p).seconds, 1) for p in PHASE_NAMES if state.record(n, p)},
+                {
+                    p: round(rec.seconds, 1)
+                    for p in PHASE_NAMES
+                    if (rec := state.record(n, p)) and not (rec.summary or {}).get("skipped")  # a no-op phase
+                },
             )
         )
     return rows

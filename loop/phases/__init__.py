@@ -43,7 +43,14 @@ class Phase:
 
 
 REGISTRY: tuple[Phase, ...] = (
-    Phase("train", "loop.phases.train", ("model", "train"), ("data",), "LoRA fine-tune (TRL SFT + PEFT)"),
+    Phase(
+        "train",
+        "loop.phases.train",
+        ("model", "train"),
+        ("data.path", "data.revision", "data.split"),
+        "LoRA fine-tune (TRL SFT + PEFT)",
+    ),
+    Phase("regenerate", "loop.phases.regenerate", ("data.regenerate",), (), "new pairs from documents (data.regenerate)"),
     Phase("generate", "loop.phases.generate", ("generate",), (), "K candidate answers per assistant turn"),
     Phase(
         "score", "loop.phases.score", ("select.base_ifd",), (), "value scores per turn (IFD, disagreement)"

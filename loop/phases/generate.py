@@ -703,3 +703,22 @@ def _schema():
             ("n_empty", pa.int32()),
         ]
     )
+
+
+def complete(
+    model, tokenizer, prompts: Sequence[list[int]], max_new_tokens: int, batch_size: int, progress: bool = False
+) -> list[str]:
+    """Greedy completions of token-id prompts, decoded, through this module's batched KV-cache loop
+    (the decoding the round's candidates use; `loop.seed` generates documents' QA pairs with it)."""
+    if not prompts:
+        return []
+    settings = GenerateSettings(max_new_tokens=max_new_tokens, batch_size=batch_size)  # k: only specs count
+    keys = [("complete", n) for n in range(len(prompts))]
+    (generated,) = _generate_transformers(
+        model, tokenizer, list(prompts), [SampleSpec("greedy")], settings, progress, [0] * len(prompts), keys
+    )
+    end_ids = _end_ids(model, tokenizer)
+    return [
+        tokenizer.decode([t for t in ids if t not in end_ids], skip_special_tokens=True).strip()
+        for ids, _ in generated
+    ]
