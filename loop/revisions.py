@@ -93,6 +93,8 @@ class RoundStats:
     """Turns asked (`selected`) and auto-kept (`not_selected`, `verified_unchanged`); None before `select`."""
     conflicts: int | None = None
     """Records whose labelers disagreed (`aggregate.on_conflict`); None before conflicts were counted."""
+    review: dict[str, int] | None = None
+    """`queued` / `reviewed` / `changed` records of the `review` phase; None when nothing was queued."""
 
     @classmethod
     def from_dataset(
@@ -106,6 +108,7 @@ class RoundStats:
         simulated_labelers: bool | None = None,
         selection: dict[str, int] | None = None,
         conflicts: int | None = None,
+        review: dict[str, int] | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -135,6 +138,7 @@ class RoundStats:
             simulated_labelers=simulated_labelers,
             selection=selection,
             conflicts=conflicts,
+            review=review,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -213,6 +217,12 @@ def _selection_cell(selection: dict[str, int] | None) -> str | None:
     return f"{selection.get('selected', 0)} / {kept} / {verified}"
 
 
+def _review_cell(review: dict[str, int] | None) -> str:
+    """`queued / reviewed / changed` records of the review phase (`0 / 0 / 0` when none)."""
+    r = review or {}
+    return f"{r.get('queued', 0)} / {r.get('reviewed', 0)} / {r.get('changed', 0)}"
+
+
 def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     """The `## pickloop lineage` section: a per-round table plus the rows as JSON for the next merge."""
     kinds = list(CHOICE_KINDS) + sorted({k for r in rows for k in r.choices} - set(CHOICE_KINDS))
@@ -222,6 +232,8 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     head = ["round", "revision", "records", "changed answers", *(f"chose {k}" for k in kinds), "agreement"]
     head += ["asked / auto-kept / verified"] if selected else []
     head += ["conflicts"] if conflicted else []
+    reviewing = any(r.review for r in rows)
+    head += ["to review / decided by review / changed by review"] if reviewing else []
     head += ["base model", "adapter"] + (["simulated labelers"] if simulated else [])
     lines = [
         LINEAGE_HEADING,
@@ -236,6 +248,7 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
         cells = [r.round, revision_name(r.round), r.records, r.changed, *(r.choices.get(k, 0) for k in kinds)]
         cells += [r.agreement] + ([_selection_cell(r.selection)] if selected else [])
         cells += [r.conflicts or 0] if conflicted else []
+        cells += [_review_cell(r.review)] if reviewing else []
         cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)

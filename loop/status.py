@@ -19,11 +19,18 @@ class RoundStatus:
     revision: str | None
     selection: tuple[int, int, int] | None = None  # (asked, auto-kept not selected, auto-kept verified)
     conflicts: int = 0  # records whose labelers disagreed (aggregate summary); shown after the labeling
+    review: tuple[int, int, int] | None = None  # (sent to review, decided by review, changed by review)
+    reviewing: bool = False  # the review dataset is in Argilla and the review phase is not done
 
     def labeling_text(self) -> str:
         text = self.labeling or "-"
         if self.conflicts:
             text += f" · {self.conflicts} conflict{'s' if self.conflicts != 1 else ''}"
+        if self.review:
+            queued, reviewed, changed = self.review
+            text += f" · {reviewed}/{queued} decided by review ({changed} changed)"
+        elif self.reviewing:
+            text += " · in review"
         return text
 
     def selection_text(self) -> str:
@@ -68,7 +75,12 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
         revision = published.revision if published else None
         aggregated = _summary(state, n, "aggregate")
         conflicts = getattr(aggregated, "conflicts", 0) if aggregated else 0
-        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection, conflicts))
+        reviewed = _summary(state, n, "review")
+        review = (
+            (reviewed.queued, reviewed.reviewed, reviewed.changed) if reviewed and reviewed.queued else None
+        )
+        reviewing = nxt == "review" and driver.paths.round(n).review_push.exists()
+        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection, conflicts, review, reviewing))
     return out
 
 

@@ -64,9 +64,9 @@ def build_rows(driver, references: Mapping[str, str]) -> list[RoundRow]:
         rows.append(
             RoundRow(
                 n,
-                dataset_f1(load_examples(paths.output), references),
+                dataset_f1(load_examples(state.round_output(n)), references),
                 greedy_f1(load_candidates(paths.candidates), references),
-                dict(agg.choices) if agg else {},
+                _choices(agg, _summary(state, n, "review")),
                 agg.agreement if agg else None,
                 train.final_loss if train else None,
                 {p: round(state.record(n, p).seconds, 1) for p in PHASE_NAMES if state.record(n, p)},
@@ -83,6 +83,13 @@ BAR_KINDS = {
     ("auto_kept",): "auto-kept (not asked)",
 }
 """Stacked bars of the choices plot: every record of the round lands in exactly one."""
+
+
+def _choices(agg, review: dict | None) -> dict[str, int]:
+    """The round's choices: the review's count when it decided conflicted turns, else aggregate's."""
+    if review and review.get("rewritten"):
+        return dict(review["choices"])
+    return dict(agg.choices) if agg else {}
 
 
 def _summary(state, n: int, phase: str) -> dict | None:
