@@ -62,6 +62,7 @@ SECONDS = {
     "wait": 30.0,
     "pull": 0.06,
     "aggregate": 0.0,
+    "review": 0.0,
     "publish": 1.25,
 }
 AGGREGATE = {
@@ -147,6 +148,7 @@ def test_rows_measure_the_data_and_the_models_greedy_answers(driver: Driver) -> 
         "wait": 30.0,
         "pull": 0.1,
         "aggregate": 0.0,
+        "review": 0.0,
         "publish": 1.2,
     }
     # Round 2: every answer right; the greedy q3 "tuples are mutable" shares two tokens of three.
@@ -171,9 +173,9 @@ def test_the_markdown_table(driver: Driver) -> None:
     assert lines[2:] == [
         "| 0 | 0.578 | - | - | - | - | - |",
         "| 1 | 0.778 | 0.619 | 2 / 1 / 1 | 0.75 | 2.346 | "
-        "train 12.3, generate 4.5, score 0.5, push 0.2, wait 30, pull 0.1, aggregate 0, publish 1.2 |",
+        "train 12.3, generate 4.5, score 0.5, push 0.2, wait 30, pull 0.1, aggregate 0, review 0, publish 1.2 |",
         "| 2 | 1.000 | 0.889 | 3 / 0 / 1 | - | 1.500 | "
-        "train 24.7, generate 9, score 1, push 0.4, wait 60, pull 0.1, aggregate 0, publish 2.5 |",
+        "train 24.7, generate 9, score 1, push 0.4, wait 60, pull 0.1, aggregate 0, review 0, publish 2.5 |",
     ]
 
 

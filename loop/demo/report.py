@@ -86,9 +86,10 @@ BAR_KINDS = {
 
 
 def _choices(agg, review: dict | None) -> dict[str, int]:
-    """The round's choices: the review's count when it decided conflicted turns, else aggregate's."""
+    """The round's choices: the review's count when it decided conflicted turns (plus `reviewed`: how
+    many of them it decided, counted in their choice too), else aggregate's."""
     if review and review.get("rewritten"):
-        return dict(review["choices"])
+        return {**review["choices"], "reviewed": int(review.get("reviewed") or 0)}
     return dict(agg.choices) if agg else {}
 
 
@@ -115,6 +116,8 @@ def markdown_table(rows: list[RoundRow]) -> str:
         conflicts = sum(r.choices.get(k, 0) for k in CONFLICT_CHOICES)
         if conflicts:  # labelers disagreed; `aggregate.on_conflict` kept the current answer
             choices += f" (+{conflicts} conflicts kept)"
+        if r.choices.get("reviewed"):  # conflicts the review phase decided, counted in their choice
+            choices += f" ({r.choices['reviewed']} decided by review)"
         times = ", ".join(f"{p} {s:g}" for p, s in r.seconds.items()) or "-"
         lines.append(
             f"| {r.round} | {_fmt(r.data_f1)} | {_fmt(r.model_f1)} | {choices} | {_fmt(r.agreement, 2)} | "
