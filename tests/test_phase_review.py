@@ -250,6 +250,13 @@ def test_one_more_labeler_decides_the_conflicts_in_the_same_round(
     assert (again.queued, again.reviewed, again.changed) == (2, 2, 1)
     assert r.owner.get(f"/api/v1/datasets/{ds['id']}/records", params={"limit": 1})["total"] == 2
     assert _decisions(r) == d
+    # A record no longer in conflict (aggregate redone with other settings) leaves the review dataset.
+    stale = annotate.record_body(r.plan["q2"], round_n=1, multi_turn=False, slots=3, suggest=False)
+    rankings.upsert_records(r.owner, ds["id"], [stale])
+    r.driver.redo(1, "review")
+    assert r.driver.run_phase(1, "review").summary.queued == 2
+    ids = {x["external_id"] for x in r.owner.get(f"/api/v1/datasets/{ds['id']}/records")["items"]}
+    assert ids == {r.plan[k].external_id for k in CONFLICTED}
 
 
 @pytest.mark.argilla

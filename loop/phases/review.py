@@ -26,7 +26,7 @@ reviewed before the wait ended (`wait.on_timeout: proceed`) stays `conflict_revi
 round asks about it again.
 
 Resumable and idempotent like push/wait/pull: the records are upserted by their ids (a re-run never
-duplicates), the wait is the wait phase's (polling plus webhook, `wait` settings), and the responses
+duplicates; records no longer in conflict after a redone aggregate are removed), the wait is the wait phase's (polling plus webhook, `wait` settings), and the responses
 are read through the REST path that keeps ranks. The phase writes its own artifacts
 (`reviewed.jsonl`, `reviewed.parquet`); aggregate's stay as they were, and `RunState.round_output`
 tells publish and the next round which dataset is the round's.
@@ -144,6 +144,11 @@ def _review(ctx: RoundContext, decisions: list[Decision], queued: list[Decision]
         f"(workspace {workspace})"
     )
     slots = cfg.generate.k + 1
+    name = f"{schema.dataset_name(cfg.run.name, ctx.round)}-review"
+    with Api(conn) as api:
+        dropped = drop_stale_records(api, name, workspace, {r.external_id for r in review_plan})
+    if dropped:
+        ctx.report(f"round {ctx.round}: removed {dropped} records no longer in conflict from {name}")
     pushed = annotate.push(
         conn,
         review_plan,
@@ -155,7 +160,7 @@ def _review(ctx: RoundContext, decisions: list[Decision], queued: list[Decision]
         options=dataclasses.replace(schema_options(ctx), min_submitted=1),
         suggest=False,
         progress=ctx.progress,
-        name=f"{schema.dataset_name(cfg.run.name, ctx.round)}-review",
+        name=name,
         result_file=REVIEW_FILE,
     )
     ctx.report(f"round {ctx.round}: review dataset {pushed.dataset_name}: {pushed.url}")
@@ -254,6 +259,33 @@ def _ensure_reviewers(
             ids = ids or {u["username"]: u["id"] for u in api.get("/api/v1/users")["items"]}
             api.post(f"/api/v1/workspaces/{ws['id']}/users", json={"user_id": ids[name]})
     return names, owners
+
+
+DELETE_MAX = 100  # argilla-server 2.8's limit of record ids per DELETE /datasets/{id}/records
+
+
+def drop_stale_records(api, name: str, workspace: str, keep: Collection[str]) -> int:
+    """Delete the review dataset's records that are not in conflict any more (aggregate was redone
+    with other settings since the last push), so the dataset holds exactly the conflicted records."""
+    from loop.errors import NotFoundError
+
+    try:
+        ds = api.dataset_by_name(name, workspace)
+    except NotFoundError:
+        return 0
+    stale, offset = [], 0
+    while True:
+        page = api.get(f"/api/v1/datasets/{ds['id']}/records", params={"offset": offset, "limit": 1000})
+        stale += [r["id"] for r in page["items"] if r.get("external_id") not in keep]
+        offset += len(page["items"])
+        if not page["items"] or offset >= page["total"]:
+            break
+    for start in range(0, len(stale), DELETE_MAX):
+        api.delete(
+            f"/api/v1/datasets/{ds['id']}/records",
+            params={"ids": ",".join(stale[start : start + DELETE_MAX])},
+        )
+    return len(stale)
 
 
 def _owners_among(conn, names: Collection[str]) -> set[str]:
