@@ -320,6 +320,38 @@ def test_a_review_killed_in_its_wait_resumes_without_duplicates(
     assert {k: _decisions(r)[k].answer for k in CONFLICTED} == {k: f"model answer 1 {k}" for k in CONFLICTED}
 
 
+@pytest.mark.argilla
+def test_a_simulated_reviewer_answers_the_review_dataset(
+    tmp_path: Path, argilla_stack, pickloop_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo's simulated labelers, given the reviewer's name, find the review dataset (the only
+    one its account sees) and answer it like the round's: `pickloop demo` with review runs unattended."""
+    from loop.demo.simulate import LabelerStyle, SimulatedLabelers
+
+    reviewer = f"sim-reviewer-{uuid.uuid4().hex[:6]}"
+    r = _round(tmp_path, argilla_stack, monkeypatch, reviewers=[reviewer])
+    refs = {k: f"model answer 2 {k}" for k in QUESTIONS}
+    sim = SimulatedLabelers(
+        argilla_stack.api_url,
+        pickloop_home / "argilla",
+        [reviewer],
+        refs,
+        run=r.driver.config.run.name,
+        workspace=r.driver.config.argilla.workspace,
+        style=LabelerStyle(noise=0.0, discard_rate=0.0, edit_rate=0.0),
+        interval=0.2,
+    )
+    sim.start()
+    try:
+        s = r.driver.run_phase(1, "review").summary
+    finally:
+        sim.stop()
+    assert (s.reviewed, s.by, sim.stats[reviewer].submitted) == (2, {"labeler": 2}, 2)
+    # a: original first, b: candidate 1 first, the reviewer: candidate 2 (its reference) first, then
+    # candidate 1 (closer to it than the original): Borda o 2, m1 4, m2 3.
+    assert {k: _decisions(r)[k].answer for k in CONFLICTED} == {k: f"model answer 1 {k}" for k in CONFLICTED}
+
+
 def _responses(obj) -> list[dict]:
     if isinstance(obj, dict):
         found = [obj] if "user_id" in obj and "values" in obj else []
