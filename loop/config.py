@@ -398,26 +398,10 @@ class AggregateSettings(Section):
             "What a record whose labelers disagree (see `conflict_below`, `conflict_top_choice`) gets: "
             "keep_current keeps the current answer (`choice: conflict_kept`); best takes the Borda winner "
             "anyway (the behaviour before conflicts were detected); review re-queues the record, in the "
-            "same round, to one more labeler or an owner (`reviewers`) in a separate review dataset, and "
+            "same round, to one more labeler or an owner (`review.reviewers`) in a separate review dataset, and "
             "their ranking decides it (`loop/phases/review.py`); a record the review leaves unanswered "
             "keeps the current answer (`choice: conflict_review`) and is asked again in the next round. "
             "Edited answers and 'none acceptable' majorities are decided as before."
-        ),
-    )
-    reviewers: list[str] = Field(
-        default_factory=list,
-        description=(
-            "With on_conflict: review, the Argilla users who review conflicted records (annotators are "
-            "created like `argilla.labelers` when missing). An owner's top choice is final; anyone else "
-            "is one more labeler whose ranking is added to the votes. Empty: the labelers who have not "
-            "answered every conflicted record, else the owner."
-        ),
-    )
-    review_workspace: str | None = Field(
-        None,
-        description=(
-            "Workspace of the review datasets, holding only the reviewers (Argilla 2.8 cannot hide a "
-            "record from some members of a workspace). Empty: `<argilla.workspace>-review`."
         ),
     )
     conflict_below: float | None = Field(
@@ -434,6 +418,27 @@ class AggregateSettings(Section):
         description=(
             "A record with at least two rankings is also a conflict when the labelers' first places have "
             "no candidate in common (ties at first place count as all first)."
+        ),
+    )
+
+
+class ReviewSettings(Section):
+    """Who settles conflicted records in the round's `review` phase (`aggregate.on_conflict: review`)."""
+
+    reviewers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The Argilla users who review conflicted records (annotators are created like "
+            "`argilla.labelers` when missing). An owner's top choice is final; anyone else is one more "
+            "labeler whose ranking is added to the votes. Empty: the labelers who have not answered "
+            "every conflicted record, else the owner."
+        ),
+    )
+    workspace: str | None = Field(
+        None,
+        description=(
+            "Workspace of the review datasets, holding only the reviewers (Argilla 2.8 cannot hide a "
+            "record from some members of a workspace). Empty: `<argilla.workspace>-review`."
         ),
     )
 
@@ -504,6 +509,7 @@ class RunConfig(Section):
     argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
     wait: WaitSettings = Field(default_factory=WaitSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     _file: str | None = PrivateAttr(None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)

@@ -52,7 +52,7 @@ class Round:
     reviewer: str | None
 
 
-def _config(tmp_path: Path, api_url: str, **aggregate) -> Path:
+def _config(tmp_path: Path, api_url: str, **review) -> Path:
     tag = uuid.uuid4().hex[:6]
     data = tmp_path / "data.jsonl"
     data.write_text(
@@ -73,7 +73,8 @@ def _config(tmp_path: Path, api_url: str, **aggregate) -> Path:
             "min_submitted": 2,
         },
         "wait": {"poll_interval_s": 0.2, "webhooks": True, "timeout_s": 60},
-        "aggregate": {"on_conflict": "review", **aggregate},
+        "aggregate": {"on_conflict": "review"},
+        "review": review,
     }
     path = tmp_path / "pickloop.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -103,10 +104,10 @@ def _answer(api: Api, dataset_id: str, orders: dict[str, list[str]]) -> None:
     rankings.submit_responses(api, items)
 
 
-def _round(tmp_path: Path, argilla_stack, monkeypatch: pytest.MonkeyPatch, **aggregate) -> Round:
+def _round(tmp_path: Path, argilla_stack, monkeypatch: pytest.MonkeyPatch, **review) -> Round:
     """Round 1 labeled and aggregated: q0, q1 conflicted (first places differ), q2, q3 agreed."""
     monkeypatch.setenv("ARGILLA_API_KEY", argilla_stack.api_key)
-    config = _config(tmp_path, argilla_stack.api_url, **aggregate)
+    config = _config(tmp_path, argilla_stack.api_url, **review)
     driver = Driver(load_config(config), progress=False)
     paths = driver.paths.round(1)
     examples = driver.context(1).examples()
@@ -142,13 +143,13 @@ def _round(tmp_path: Path, argilla_stack, monkeypatch: pytest.MonkeyPatch, **agg
     for phase in ("wait", "pull", "aggregate"):
         driver.run_phase(1, phase)
     owner = Api(Connection(argilla_stack.api_url, argilla_stack.api_key))
-    return Round(config, driver, plan, labelers, owner, (cfg.aggregate.reviewers or [None])[0])
+    return Round(config, driver, plan, labelers, owner, (cfg.review.reviewers or [None])[0])
 
 
 def _review_dataset(r: Round) -> dict:
     cfg = r.driver.config
     name = f"{schema.dataset_name(cfg.run.name, 1)}-review"
-    return r.owner.dataset_by_name(name, cfg.aggregate.review_workspace or f"{cfg.argilla.workspace}-review")
+    return r.owner.dataset_by_name(name, cfg.review.workspace or f"{cfg.argilla.workspace}-review")
 
 
 def _pushed(r: Round) -> str | None:
@@ -489,3 +490,19 @@ def test_no_conflicts_is_a_no_op_without_argilla(tmp_path: Path) -> None:
     s = review.run(ctx)
     assert (s.conflicts, s.queued, s.reason) == (1, 0, "not_review")
     assert not ctx.paths.review_push.exists()
+
+
+def test_review_settings_leave_the_aggregate_hash_alone(tmp_path: Path) -> None:
+    """Runs aggregated before the review phase existed resume: its settings are a section of their
+    own, so aggregate's hashed keys are the ones it had (a new key there would refuse the round)."""
+    from loop.phases import PHASES
+
+    driver = Driver(load_config(_config(tmp_path, "http://127.0.0.1:9")), progress=False)
+    assert set(driver.key_hashes(1, PHASES["aggregate"])) == {
+        "run.seed",
+        "aggregate.method",
+        "aggregate.on_conflict",
+        "aggregate.conflict_below",
+        "aggregate.conflict_top_choice",
+    }
+    assert set(driver.key_hashes(1, PHASES["review"])) == {"run.seed", "review.reviewers", "review.workspace"}

@@ -130,8 +130,8 @@ def run_demo(
                 f"{cfg.argilla.min_submitted} -> {simulate_labelers}), so the report can measure their agreement."
             )
             cfg.argilla.min_submitted = simulate_labelers
-        if cfg.aggregate.on_conflict == "review" and not cfg.aggregate.reviewers:
-            cfg.aggregate.reviewers = ["sim-reviewer"]
+        if cfg.aggregate.on_conflict == "review" and not cfg.review.reviewers:
+            cfg.review.reviewers = ["sim-reviewer"]
             report(
                 "SIMULATION: records the simulated labelers disagree on go to a simulated reviewer "
                 "(sim-reviewer, one more labeler ranking the same way) in a review dataset of the same round."
@@ -161,7 +161,7 @@ def run_demo(
             home,
             [
                 *cfg.argilla.labelers,
-                *(cfg.aggregate.reviewers if cfg.aggregate.on_conflict == "review" else []),
+                *(cfg.review.reviewers if cfg.aggregate.on_conflict == "review" else []),
             ],
             references,
             run=cfg.run.name,

@@ -68,7 +68,7 @@ REGISTRY: tuple[Phase, ...] = (
     Phase(
         "review",
         "loop.phases.review",
-        ("aggregate.reviewers", "aggregate.review_workspace"),
+        ("review",),
         (),
         "conflicted records to one more labeler or an owner (on_conflict: review)",
     ),

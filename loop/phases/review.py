@@ -7,9 +7,9 @@ rather than postponed. Without conflicts (or with another `on_conflict`) it is a
 
 Who sees the records. Argilla 2.8 shows every record of a dataset to every member of its workspace
 and has no per-record assignment, so the records go to a separate dataset,
-`<run>-round-<n>-review`, in a workspace holding only the reviewers (`aggregate.review_workspace`,
+`<run>-round-<n>-review`, in a workspace holding only the reviewers (`review.workspace`,
 default `<argilla.workspace>-review`; owners see every workspace). Reviewers are
-`aggregate.reviewers` (annotator accounts created when missing, credentials in 0600 files like the
+`review.reviewers` (annotator accounts created when missing, credentials in 0600 files like the
 labelers'); empty means the labelers who have not answered every conflicted record (Argilla cannot
 route single records to them), else the connecting owner. The dataset asks the same question with
 the same shuffled candidates as the round (the same push plan and record ids, `min_submitted: 1`) and
@@ -136,7 +136,7 @@ def _review(ctx: RoundContext, decisions: list[Decision], queued: list[Decision]
     review_plan = [plan[d.record_id] for d in queued]
     records, responses, _, _ = read_pulled(ctx.paths.pulled)
     conn = ctx.connection()
-    workspace = cfg.aggregate.review_workspace or f"{cfg.argilla.workspace}-review"
+    workspace = cfg.review.workspace or f"{cfg.argilla.workspace}-review"
     with Api(conn) as api:
         reviewers, owners = _ensure_reviewers(ctx, api, workspace, [d.record_id for d in queued], responses)
     ctx.report(
@@ -242,9 +242,9 @@ def _ensure_reviewers(
 
     from argilla_setup import users
 
-    a, agg = ctx.config.argilla, ctx.config.aggregate
+    a, rv = ctx.config.argilla, ctx.config.review
     existing = {u.name: u for u in users.list_users(api)}
-    names = list(agg.reviewers) or default_reviewers(a.labelers, queued, responses)
+    names = list(rv.reviewers) or default_reviewers(a.labelers, queued, responses)
     if not names:
         names = [api.me()["username"]]
     ws = api.workspace_by_name(workspace) or api.post("/api/v1/workspaces", json={"name": workspace})
