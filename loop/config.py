@@ -442,6 +442,22 @@ class ReviewSettings(Section):
         ),
     )
 
+    @field_validator("reviewers")
+    @classmethod
+    def _check_reviewers(cls, value: list[str]) -> list[str]:
+        """A name Argilla refuses would fail only after the labelers' work, when the review starts."""
+        bad = [n for n in value if not _USERNAME.match(n)]
+        if bad:
+            raise _custom(
+                (),
+                f"reviewer name {bad[0]!r} must be 1-64 characters: letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit",
+            )
+        dupes = sorted({n for n in value if value.count(n) > 1})
+        if dupes:
+            raise _custom((), f"reviewers listed twice: {', '.join(dupes)}")
+        return value
+
 
 class PublishSettings(Section):
     """Where each round's dataset revision goes: a Hub dataset repo or the local store."""
@@ -466,6 +482,8 @@ class PublishSettings(Section):
 
 
 # --------------------------------------------------------------------------- URL and repo id checks
+
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # argilla_setup.users' rule for new users
 
 # huggingface_hub's `validate_repo_id` rules, without importing it (config errors must stay instant).
 _REPO_ID = re.compile(r"^(\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b$")
