@@ -278,3 +278,20 @@ def test_every_record_is_one_bar_segment_and_the_legend_lists_only_kinds_present
     labels = [t.get_text() for t in bars.get_legend().get_texts()]
     assert labels == ["original", "model", "edited", "conflict: current kept"], "no auto-kept: none this run"
     close(fig)
+
+
+def test_a_round_the_review_decided_reads_the_reviewed_dataset(driver: Driver) -> None:
+    """With a review that rewrote round 2, its row measures `reviewed.parquet` and its choices."""
+    import datasets
+
+    paths = driver.paths.round(2)
+    rows = to_rows(example(i, "nothing alike", round=2) for i in OUTPUT[2])
+    datasets.Dataset.from_list(rows).to_parquet(str(paths.reviewed))
+    state = RunState.load(driver.run_dir)
+    review = {"queued": 2, "reviewed": 2, "rewritten": True, "choices": {"original": 2, "model": 2}}
+    state.rounds[2]["review"].summary = review
+    state.save()
+    r2 = build_rows(driver, REFERENCES)[2]
+    assert r2.choices == {"original": 2, "model": 2, "reviewed": 2}
+    assert r2.data_f1 == 0.0, "the reviewed dataset, not aggregate's (F1 1.0)"
+    assert "2 / 2 / 0 (2 decided by review)" in markdown_table([r2])

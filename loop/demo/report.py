@@ -133,7 +133,8 @@ COLUMNS = {
     "model F1 vs reference": "mean token F1 of the round's tuned model's greedy answers to the training "
     "questions: does the model get better?",
     "original / model / edited": "records whose chosen answer was the dataset's current one, a model "
-    "candidate, or an answer a labeler wrote.",
+    "candidate, or an answer a labeler wrote; conflicts a review decided (`aggregate.on_conflict: review`) "
+    "count in their choice and once more as decided by review.",
     "labeler agreement (W)": "Kendall's W of the labelers' rankings of a record, 0 (none) to 1 (identical), "
     "averaged over the records with two or more rankings; - when there are none.",
     "train loss": "the round's final training loss.",
