@@ -64,13 +64,14 @@ def value_auc(run_dir: Path, n: int, references: dict[str, str], weights: dict) 
     from loop.paths import RunPaths
     from loop.phases.score import load_scores
     from loop.selection import values
+    from loop.state import RunState
     from loop.textsim import token_f1
 
     paths = RunPaths(run_dir).round(n)
     if not paths.scores.exists():
         return None
     scores = load_scores(paths.scores)
-    source = RunPaths(run_dir).round(1).input if n == 1 else RunPaths(run_dir).round(n - 1).output
+    source = RunPaths(run_dir).round(1).input if n == 1 else RunState.load(run_dir).round_output(n - 1)
     current = {ex.id: ex.messages[-1]["content"] for ex in load_examples(source)}
     kept = [s for s in scores if s.example_id in references]
     wrong = [token_f1(current[s.example_id], references[s.example_id]) < 0.99 for s in kept]

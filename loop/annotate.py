@@ -334,9 +334,14 @@ def push(
     options: schema.SchemaOptions,
     suggest: bool = False,
     progress: bool = True,
+    name: str | None = None,
+    result_file: str = PUSH_FILE,
 ) -> PushResult:
-    """Create the round's dataset if needed and upsert every planned record; verifies the count."""
-    name = schema.dataset_name(run, round_n)
+    """Create the round's dataset if needed and upsert every planned record; verifies the count.
+
+    `name` (default `schema.dataset_name`) and `result_file` let the `review` phase push a subset of
+    the plan to its own dataset with the same records."""
+    name = name or schema.dataset_name(run, round_n)
     with Api(conn) as api:
         ds, created = ensure_dataset(
             conn,
@@ -366,12 +371,12 @@ def push(
     result = PushResult(
         ds["id"], name, workspace, total, f"{conn.api_url}/dataset/{ds['id']}/annotation-mode", created
     )
-    write_json(round_dir / PUSH_FILE, asdict(result))
+    write_json(round_dir / result_file, asdict(result))
     return result
 
 
-def read_push(round_dir: Path) -> PushResult:
-    path = round_dir / PUSH_FILE
+def read_push(round_dir: Path, result_file: str = PUSH_FILE) -> PushResult:
+    path = round_dir / result_file
     if not path.exists():
         raise StateError(f"{path} is missing: run the push phase first")
     return PushResult(**json.loads(path.read_text()))

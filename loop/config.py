@@ -425,9 +425,11 @@ class AggregateSettings(Section):
         description=(
             "What a record whose labelers disagree (see `conflict_below`, `conflict_top_choice`) gets: "
             "keep_current keeps the current answer (`choice: conflict_kept`); best takes the Borda winner "
-            "anyway (the behaviour before conflicts were detected); review keeps the current answer "
-            "(`choice: conflict_review`) and asks about the turn again in the next round, whatever "
-            "`select` says. Edited answers and 'none acceptable' majorities are decided as before."
+            "anyway (the behaviour before conflicts were detected); review re-queues the record, in the "
+            "same round, to one more labeler or an owner (`review.reviewers`) in a separate review dataset, and "
+            "their ranking decides it (`loop/phases/review.py`); a record the review leaves unanswered "
+            "keeps the current answer (`choice: conflict_review`) and is asked again in the next round. "
+            "Edited answers and 'none acceptable' majorities are decided as before."
         ),
     )
     conflict_below: float | None = Field(
@@ -446,6 +448,43 @@ class AggregateSettings(Section):
             "no candidate in common (ties at first place count as all first)."
         ),
     )
+
+
+class ReviewSettings(Section):
+    """Who settles conflicted records in the round's `review` phase (`aggregate.on_conflict: review`)."""
+
+    reviewers: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The Argilla users who review conflicted records (annotators are created like "
+            "`argilla.labelers` when missing). An owner's top choice is final; anyone else is one more "
+            "labeler whose ranking is added to the votes. Empty: the labelers who have not answered "
+            "every conflicted record, else the owner."
+        ),
+    )
+    workspace: str | None = Field(
+        None,
+        description=(
+            "Workspace of the review datasets, holding only the reviewers (Argilla 2.8 cannot hide a "
+            "record from some members of a workspace). Empty: `<argilla.workspace>-review`."
+        ),
+    )
+
+    @field_validator("reviewers")
+    @classmethod
+    def _check_reviewers(cls, value: list[str]) -> list[str]:
+        """A name Argilla refuses would fail only after the labelers' work, when the review starts."""
+        bad = [n for n in value if not _USERNAME.match(n)]
+        if bad:
+            raise _custom(
+                (),
+                f"reviewer name {bad[0]!r} must be 1-64 characters: letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit",
+            )
+        dupes = sorted({n for n in value if value.count(n) > 1})
+        if dupes:
+            raise _custom((), f"reviewers listed twice: {', '.join(dupes)}")
+        return value
 
 
 class PublishSettings(Section):
@@ -476,6 +515,8 @@ class PublishSettings(Section):
 
 
 # --------------------------------------------------------------------------- URL and repo id checks
+
+_USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # argilla_setup.users' rule for new users
 
 # huggingface_hub's `validate_repo_id` rules, without importing it (config errors must stay instant).
 _REPO_ID = re.compile(r"^(\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b$")
@@ -519,6 +560,7 @@ class RunConfig(Section):
     argilla: ArgillaSettings = Field(default_factory=ArgillaSettings)
     wait: WaitSettings = Field(default_factory=WaitSettings)
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
     _file: str | None = PrivateAttr(None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)

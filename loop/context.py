@@ -60,13 +60,14 @@ class RoundContext:
 
     def examples(self) -> list[Example]:
         """The round's input: round 1 a snapshot of the configured data (taken once, so later edits to
-        the source cannot change a round that already started), round n round n-1's output; plus,
-        once this round's `regenerate` phase is done, the new pairs it wrote."""
+        the source cannot change a round that already started), round n round n-1's dataset (after
+        its review, `RunState.round_output`); plus, once this round's `regenerate` phase is done, the
+        new pairs it wrote."""
         from loop.data import load_examples, write_jsonl
 
         if self._examples is None:
             if self.previous is not None:
-                source = self.previous.output
+                source = self.state().round_output(self.round - 1)
             else:
                 source = self.paths.input
                 if not source.exists():

@@ -110,8 +110,30 @@ class RoundPaths:
 
     @property
     def output(self) -> Path:
-        """The round's dataset: the next round's input and what publish uploads."""
+        """Aggregate's dataset: the next round's input and what publish uploads, unless the `review`
+        phase decided conflicted turns (then `reviewed`; `RunState.round_output` says which)."""
         return self.dir / "output.parquet"
+
+    # review (aggregate.on_conflict: review)
+    @property
+    def review_push(self) -> Path:
+        """The review dataset (id, name, workspace, records), written once its records are in Argilla."""
+        return self.dir / "review.json"
+
+    @property
+    def review_responses(self) -> Path:
+        """Every response to the review dataset as pulled, one JSON line each (the audit trail)."""
+        return self.dir / "review_responses.jsonl"
+
+    @property
+    def reviewed_decisions(self) -> Path:
+        """Every turn's decision after the review: aggregate's, with the reviewed ones replaced."""
+        return self.dir / "reviewed.jsonl"
+
+    @property
+    def reviewed(self) -> Path:
+        """The round's dataset after the review."""
+        return self.dir / "reviewed.parquet"
 
 
 class RunPaths:

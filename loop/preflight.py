@@ -45,6 +45,8 @@ def preflight(
         check_data(config)
     if "publish" in phases and config.publish.hub_repo:
         check_hub(config)
+    if config.aggregate.on_conflict == "review" and "review" in phases:
+        phases.add("push")  # the review phase pushes, waits and pulls a review dataset
     if phases & ARGILLA_PHASES:  # the only check that needs the network: last
         check_argilla(config)
 

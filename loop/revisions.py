@@ -102,6 +102,8 @@ class RoundStats:
     """Records whose labelers disagreed (`aggregate.on_conflict`); None before conflicts were counted."""
     configs: dict[str, int] | None = None
     """Rows of each extra config published with the round (e.g. `preferences`); None: none published."""
+    review: dict[str, int] | None = None
+    """`queued` / `reviewed` / `changed` records of the `review` phase; None when nothing was queued."""
 
     @classmethod
     def from_dataset(
@@ -116,6 +118,7 @@ class RoundStats:
         selection: dict[str, int] | None = None,
         conflicts: int | None = None,
         configs: dict[str, int] | None = None,
+        review: dict[str, int] | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -146,6 +149,7 @@ class RoundStats:
             selection=selection,
             conflicts=conflicts,
             configs=configs,
+            review=review,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -224,6 +228,12 @@ def _selection_cell(selection: dict[str, int] | None) -> str | None:
     return f"{selection.get('selected', 0)} / {kept} / {verified}"
 
 
+def _review_cell(review: dict[str, int] | None) -> str:
+    """`queued / reviewed / changed` records of the review phase (`0 / 0 / 0` when none)."""
+    r = review or {}
+    return f"{r.get('queued', 0)} / {r.get('reviewed', 0)} / {r.get('changed', 0)}"
+
+
 def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     """The `## pickloop lineage` section: a per-round table plus the rows as JSON for the next merge."""
     kinds = list(CHOICE_KINDS) + sorted({k for r in rows for k in r.choices} - set(CHOICE_KINDS))
@@ -235,6 +245,8 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
     head += ["asked / auto-kept / verified"] if selected else []
     head += ["conflicts"] if conflicted else []
     head += [f"{name} rows" for name in extra]
+    reviewing = any(r.review for r in rows)
+    head += ["to review / decided by review / changed by review"] if reviewing else []
     head += ["base model", "adapter"] + (["simulated labelers"] if simulated else [])
     lines = [
         LINEAGE_HEADING,
@@ -264,6 +276,7 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
         cells += [r.agreement] + ([_selection_cell(r.selection)] if selected else [])
         cells += [r.conflicts or 0] if conflicted else []
         cells += [(r.configs or {}).get(name) for name in extra]
+        cells += [_review_cell(r.review)] if reviewing else []
         cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)

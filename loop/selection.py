@@ -13,7 +13,7 @@ give each turn not asked its current answer with `choice: auto_kept`.
 4. Order: labelers get the selected turns highest `value` first (Argilla's queue shows records in
    insertion order); `all` keeps data order, `ifd_hard`/`disagreement` their own score's order.
 5. Forced turns: a turn the previous round left as `conflict_review` (`aggregate.on_conflict:
-   review`, `review_turns`) is asked again whatever steps 1-3 decided, on top of the budget, first in
+   review`, `review_turns`: a conflict its `review` phase did not get an answer for) is asked again whatever steps 1-3 decided, on top of the budget, first in
    the queue (`forced: conflict_review`). Asked once more: if labelers disagree again, that round's
    `on_conflict` decides again.
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from loop.errors import StateError
 from loop.fsutil import write_json
+from loop.paths import RoundPaths
 from loop.phases import PHASE_NAMES
 
 STATE_FILE = "state.json"
@@ -115,6 +116,19 @@ def m004_regenerate_after_train(raw: dict[str, Any]) -> None:
             for name in after:
                 if name in phases:
                     phases[name]["keys"] = None
+
+
+@migration
+def m005_review_after_aggregate(raw: dict[str, Any]) -> None:
+    """The `review` phase now runs between `aggregate` and `publish`: a round aggregated before it
+    existed gets `review` marked done with an empty summary (nothing reviewed, so aggregate's output
+    stays the round's dataset); publish's hash, now chained on review's, is adopted (`keys: None`)."""
+    for phases in raw["rounds"].values():
+        agg = phases.get("aggregate")
+        if agg and "review" not in phases:
+            phases["review"] = {**agg, "seconds": 0.0, "summary": {}, "keys": None}
+            if "publish" in phases:
+                phases["publish"]["keys"] = None
 
 
 def migrate(raw: dict[str, Any], path: Path) -> bool:
@@ -222,6 +236,22 @@ class RunState:
         self.rounds = {n: ph for n, ph in self.rounds.items() if ph}
         self.save()
         return dropped
+
+    def round_output(self, round_n: int) -> Path:
+        """The round's dataset: `reviewed.parquet` when its `review` phase rewrote it, else aggregate's
+        `output.parquet`. Read from the state, not from which files exist, so a redone aggregate is
+        never shadowed by an older review's file."""
+        paths = RoundPaths(self.run_dir, round_n)
+        return paths.reviewed if self._reviewed(round_n) else paths.output
+
+    def round_decisions(self, round_n: int) -> Path:
+        """The round's decisions file, after the review like `round_output`."""
+        paths = RoundPaths(self.run_dir, round_n)
+        return paths.reviewed_decisions if self._reviewed(round_n) else paths.decisions
+
+    def _reviewed(self, round_n: int) -> bool:
+        rec = self.record(round_n, "review")
+        return bool(rec and rec.summary.get("rewritten"))
 
     def next_phase(self, round_n: int) -> str | None:
         """The first phase of `round_n` not yet done, or None when the round is complete."""

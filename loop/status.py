@@ -20,6 +20,8 @@ class RoundStatus:
     selection: tuple[int, int, int] | None = None  # (asked, auto-kept not selected, auto-kept verified)
     conflicts: int = 0  # records whose labelers disagreed (aggregate summary); shown after the labeling
     preference_pairs: int | None = None  # rows of the revision's `preferences` config (publish summary)
+    review: tuple[int, int, int] | None = None  # (sent to review, decided by review, changed by review)
+    reviewing: bool = False  # the review dataset is in Argilla and the review phase is not done
 
     def revision_text(self) -> str:
         """The revision and its preference pairs ("round-2 · 7 pairs"); no count for older revisions."""
@@ -33,6 +35,11 @@ class RoundStatus:
         text = self.labeling or "-"
         if self.conflicts:
             text += f" · {self.conflicts} conflict{'s' if self.conflicts != 1 else ''}"
+        if self.review:
+            queued, reviewed, changed = self.review
+            text += f" · {reviewed}/{queued} decided by review ({changed} changed)"
+        elif self.reviewing:
+            text += " · in review"
         return text
 
     def selection_text(self) -> str:
@@ -79,7 +86,16 @@ def run_status(driver, *, live: bool = True) -> list[RoundStatus]:
         conflicts = getattr(aggregated, "conflicts", 0) if aggregated else 0
         prefs = getattr(published, "preferences", None) if published else None
         pairs = prefs.get("preferences") if prefs else None
-        out.append(RoundStatus(n, nxt, labeling, labelers, revision, selection, conflicts, pairs))
+        reviewed = _summary(state, n, "review")
+        review = (
+            (reviewed.queued, reviewed.reviewed, reviewed.changed) if reviewed and reviewed.queued else None
+        )
+        reviewing = nxt == "review" and driver.paths.round(n).review_push.exists()
+        out.append(
+            RoundStatus(
+                n, nxt, labeling, labelers, revision, selection, conflicts, pairs, review=review, reviewing=reviewing
+            )
+        )
     return out
 
 

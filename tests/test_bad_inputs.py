@@ -260,6 +260,16 @@ CASES = [
         set={"argilla.labelers": ["alice", "alice"]},
     ),
     Case(
+        "reviewers-duplicate",
+        ("key 'review.reviewers'", "listed twice: carol"),
+        set={"review.reviewers": ["carol", "carol"]},
+    ),
+    Case(
+        "reviewer-name-invalid",
+        ("key 'review.reviewers'", "reviewer name 'a b'"),
+        set={"review.reviewers": ["a b"]},
+    ),
+    Case(
         "learning-rate-negative",
         ("key 'train.sft.learning_rate'", "greater than 0"),
         set={"train.sft.learning_rate": -0.001},

@@ -63,6 +63,7 @@ SECONDS = {
     "wait": 30.0,
     "pull": 0.06,
     "aggregate": 0.0,
+    "review": 0.0,
     "publish": 1.25,
 }
 AGGREGATE = {
@@ -148,6 +149,7 @@ def test_rows_measure_the_data_and_the_models_greedy_answers(driver: Driver) -> 
         "wait": 30.0,
         "pull": 0.1,
         "aggregate": 0.0,
+        "review": 0.0,
         "publish": 1.2,
     }
     # Round 2: every answer right; the greedy q3 "tuples are mutable" shares two tokens of three.
@@ -172,9 +174,9 @@ def test_the_markdown_table(driver: Driver) -> None:
     assert lines[2:] == [
         "| 0 | 0.578 | - | - | - | - | - |",
         "| 1 | 0.778 | 0.619 | 2 / 1 / 1 | 0.75 | 2.346 | "
-        "train 12.3, generate 4.5, score 0.5, push 0.2, wait 30, pull 0.1, aggregate 0, publish 1.2 |",
+        "train 12.3, generate 4.5, score 0.5, push 0.2, wait 30, pull 0.1, aggregate 0, review 0, publish 1.2 |",
         "| 2 | 1.000 | 0.889 | 3 / 0 / 1 | - | 1.500 | "
-        "train 24.7, generate 9, score 1, push 0.4, wait 60, pull 0.1, aggregate 0, publish 2.5 |",
+        "train 24.7, generate 9, score 1, push 0.4, wait 60, pull 0.1, aggregate 0, review 0, publish 2.5 |",
     ]
 
 
@@ -277,3 +279,20 @@ def test_every_record_is_one_bar_segment_and_the_legend_lists_only_kinds_present
     labels = [t.get_text() for t in bars.get_legend().get_texts()]
     assert labels == ["original", "model", "edited", "conflict: current kept"], "no auto-kept: none this run"
     close(fig)
+
+
+def test_a_round_the_review_decided_reads_the_reviewed_dataset(driver: Driver) -> None:
+    """With a review that rewrote round 2, its row measures `reviewed.parquet` and its choices."""
+    import datasets
+
+    paths = driver.paths.round(2)
+    rows = to_rows(example(i, "nothing alike", round=2) for i in OUTPUT[2])
+    datasets.Dataset.from_list(rows).to_parquet(str(paths.reviewed))
+    state = RunState.load(driver.run_dir)
+    review = {"queued": 2, "reviewed": 2, "rewritten": True, "choices": {"original": 2, "model": 2}}
+    state.rounds[2]["review"].summary = review
+    state.save()
+    r2 = build_rows(driver, REFERENCES)[2]
+    assert r2.choices == {"original": 2, "model": 2, "reviewed": 2}
+    assert r2.data_f1 == 0.0, "the reviewed dataset, not aggregate's (F1 1.0)"
+    assert "2 / 2 / 0 (2 decided by review)" in markdown_table([r2])

@@ -146,6 +146,25 @@ def test_verified_answers_come_from_labelers_decisions_and_chain_through_skips(t
     assert verified_answers(RoundPaths(tmp_path, 2)) == {}, "a round not aggregated verifies nothing"
 
 
+def test_a_conflict_is_verified_only_once_a_review_decided_it(tmp_path: Path) -> None:
+    paths = RoundPaths(tmp_path, 1)
+    paths.dir.mkdir(parents=True)
+    write_plan(paths.dir, [_plan_record(k, 1, ["Old.", "New."]) for k in ("kept", "reviewed", "left")])
+    paths.decisions.write_text(
+        _decision("kept", "Old.", "conflict_kept", conflict=True)
+        + _decision("reviewed", "Old.", "conflict_review", conflict=True)
+        + _decision("left", "Old.", "conflict_review", conflict=True)
+    )
+    assert verified_answers(paths) == {}, "labelers who disagree verify nothing"
+    paths.reviewed_decisions.write_text(
+        _decision("kept", "Old.", "conflict_kept", conflict=True)
+        + _decision("reviewed", "New.", "model", conflict=True, reviewed_by="owner")
+        + _decision("left", "Old.", "conflict_review", conflict=True)
+    )
+    got = verified_answers(paths, paths.reviewed_decisions)
+    assert set(got) == {("reviewed", 1)} and got[("reviewed", 1)].answer == "New."
+
+
 def test_verified_unchanged_needs_the_same_answer_and_no_new_candidate() -> None:
     from loop.phases.score import Verified
 

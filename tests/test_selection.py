@@ -211,6 +211,22 @@ def test_the_card_lineage_counts_conflicts_and_kept_ones_are_not_changes() -> No
     assert [c.strip() for c in second.strip("|").split("|")][at] == "2"
 
 
+def test_the_card_lineage_counts_what_the_review_decided() -> None:
+    from loop.revisions import RoundStats, read_lineage, render_lineage
+
+    review = {"queued": 3, "reviewed": 2, "changed": 1}
+    r2 = RoundStats(2, 4, choices={"original": 3, "model": 1}, conflicts=3, review=review)
+    text = render_lineage([RoundStats(1, 4, choices={"original": 4}), r2], None)
+    head, _, first, second = [line for line in text.splitlines() if line.startswith("|")][:4]
+    cols = [c.strip() for c in head.strip("|").split("|")]
+    at = cols.index("to review / decided by review / changed by review")
+    assert [c.strip() for c in first.strip("|").split("|")][at] == "0 / 0 / 0"
+    assert [c.strip() for c in second.strip("|").split("|")][at] == "3 / 2 / 1"
+    assert read_lineage(text)[1].review == review
+    plain = render_lineage([RoundStats(1, 4, choices={"original": 4})], None)
+    assert "decided by review" not in plain, "no column without a review"
+
+
 def test_score_metadata_holds_the_finite_scores_and_the_value() -> None:
     from loop.phases.push import score_metadata
     from loop.phases.score import TurnScores

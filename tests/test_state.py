@@ -70,6 +70,7 @@ def test_version_1_state_migrates_pull_into_pull_plus_aggregate(tmp_path: Path) 
         "m002_per_key_hashes",
         "m003_score_before_push",
         "m004_regenerate_after_train",
+        "m005_review_after_aggregate",
     ]
     assert RunState.load(tmp_path).record(1, "aggregate") == agg
 
@@ -79,7 +80,7 @@ def test_a_run_pushed_before_the_score_phase_resumes(tmp_path: Path) -> None:
     adopts today's hashes (push now hashes `select`), so the run resumes instead of being refused."""
     rec = {"status": "done", "inputs_hash": "h", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 2.0}
     keys = {"run.seed": "abc"}
-    old = [p for p in PHASES if p not in ("score", "regenerate")]
+    old = [p for p in PHASES if p not in ("score", "regenerate", "review")]
     rounds = {
         "1": {p: {**rec, "summary": {"n": 1}, "keys": keys} for p in old},  # finished
         "2": {p: {**rec, "summary": {}, "keys": keys} for p in ("train", "generate", "push", "wait")},
@@ -89,7 +90,11 @@ def test_a_run_pushed_before_the_score_phase_resumes(tmp_path: Path) -> None:
     migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes"]
     (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
     state = RunState.load(tmp_path)
-    assert state.migrations[-2:] == ["m003_score_before_push", "m004_regenerate_after_train"]
+    assert state.migrations[-3:] == [
+        "m003_score_before_push",
+        "m004_regenerate_after_train",
+        "m005_review_after_aggregate",
+    ]
     assert state.finished_rounds() == [1]
     assert state.next_phase(2) == "pull", "round 2 resumes where it stopped"
     assert state.next_phase(3) == "score", "a round not pushed yet scores before its push"
@@ -115,7 +120,7 @@ def test_a_run_trained_before_the_regenerate_phase_resumes(tmp_path: Path) -> No
     migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes", "m003_score_before_push"]
     (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
     state = RunState.load(tmp_path)
-    assert state.migrations[-1] == "m004_regenerate_after_train"
+    assert state.migrations[-2:] == ["m004_regenerate_after_train", "m005_review_after_aggregate"]
     assert state.finished_rounds() == [1]
     assert state.next_phase(2) == "score", "round 2 resumes where it stopped"
     for n in (1, 2):
@@ -126,14 +131,44 @@ def test_a_run_trained_before_the_regenerate_phase_resumes(tmp_path: Path) -> No
     assert RunState.load(tmp_path).rounds == state.rounds, "applied once and saved"
 
 
+def test_a_run_aggregated_before_the_review_phase_resumes(tmp_path: Path) -> None:
+    """m005: rounds whose aggregate is done get `review` done (empty summary: nothing reviewed, so
+    aggregate's output stays the round's dataset); publish adopts today's hash."""
+    rec = {"status": "done", "inputs_hash": "h", "finished_at": "2026-01-01T00:00:00+00:00", "seconds": 2.0}
+    keys = {"run.seed": "abc"}
+    old = [p for p in PHASES if p != "review"]
+    rounds = {
+        "1": {p: {**rec, "summary": {}, "keys": keys} for p in old},  # finished
+        "2": {p: {**rec, "summary": {}, "keys": keys} for p in old[: old.index("pull") + 1]},  # not aggregated
+    }
+    migrations = [
+        "m001_split_aggregate_from_pull",
+        "m002_per_key_hashes",
+        "m003_score_before_push",
+        "m004_regenerate_after_train",
+    ]
+    (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
+    state = RunState.load(tmp_path)
+    assert state.migrations[-1] == "m005_review_after_aggregate"
+    assert state.finished_rounds() == [1] and state.next_phase(2) == "aggregate"
+    review = state.record(1, "review")
+    assert review.summary == {} and review.keys is None and state.record(1, "publish").keys is None
+    assert state.record(1, "aggregate").keys == keys
+    assert state.round_output(1) == tmp_path / "round-1" / "output.parquet", "nothing reviewed: aggregate's"
+    assert state.round_decisions(1).name == "decisions.jsonl"
+    assert PHASES_BY_NAME["review"].summary_from({}).queued == 0, "the empty summary reads back"
+    state.rounds[1]["review"].summary = {"rewritten": True, "queued": 2}
+    assert state.round_output(1).name == "reviewed.parquet" and state.round_decisions(1).name == "reviewed.jsonl"
+
+
 def test_invalidate_forgets_the_phase_what_follows_and_later_rounds(tmp_path: Path) -> None:
     state = RunState.load(tmp_path)
     for n in (1, 2):
         for phase in PHASES:
             state.mark_done(n, phase, "h", 0.1)
     dropped = state.invalidate(1, PHASES[PHASES.index("pull") :])
-    assert dropped[:3] == [(1, "pull"), (1, "aggregate"), (1, "publish")]
-    assert {n for n, _ in dropped[3:]} == {2}
+    assert dropped[:4] == [(1, "pull"), (1, "aggregate"), (1, "review"), (1, "publish")]
+    assert {n for n, _ in dropped[4:]} == {2}
     reloaded = RunState.load(tmp_path)
     assert reloaded.next_phase(1) == "pull" and 2 not in reloaded.rounds
 

@@ -46,6 +46,7 @@ SUMMARIES = {
     },
     "pull": {"records": 6, "responses": 12, "submitted": 11, "discarded": 1},
     "aggregate": {"records": 6, "completed": 6, "changed": 2, "choices": {"original": 4, "model": 2}},
+    "review": {"reason": "not_review"},
     "publish": {"revision": "round-1", "commit": "c0ffee", "backend": "local"},
 }
 
@@ -219,7 +220,24 @@ def test_run_name_shows_another_run_of_the_same_config(
     assert f"pickloop status {path} --run-name dm-simulated" in out
     out, rows = status(path, "--offline", "--run-name", "dm-simulated")
     assert "pickloop run dm-simulated" in out
-    assert rows == [["1", "generate", "-", "-", "-", "-"]]
+    assert rows == [["1", "regenerate", "-", "-", "-", "-"]]
 
     bad = CliRunner().invoke(cli, ["status", "--run-name", "../x", str(path)])
     assert bad.exit_code == 2 and "--run-name" in bad.output
+
+
+def test_a_round_with_a_review_counts_what_the_review_decided(config: Path) -> None:
+    review = {"conflicts": 3, "queued": 3, "reviewed": 2, "changed": 1, "rewritten": True, "reason": "fraction"}
+    done(config, 1, PHASE_NAMES, aggregate={**SUMMARIES["aggregate"], "conflicts": 3}, review=review)
+    (row,) = run_status(Driver(load_config(config), progress=False), live=False)[:1]
+    assert row.review == (3, 2, 1)
+    assert row.labeling_text() == (
+        "5/6 records complete · 1 discarded · 3 conflicts · 2/3 decided by review (1 changed)"
+    )
+    # While the review waits (its dataset pushed, the phase not done) the row says so.
+    done(config, 2, PHASE_NAMES[: PHASE_NAMES.index("review")])
+    paths = Driver(load_config(config), progress=False).paths.round(2)
+    paths.dir.mkdir(parents=True, exist_ok=True)
+    paths.review_push.write_text("{}")
+    row2 = run_status(Driver(load_config(config), progress=False), live=False)[1]
+    assert row2.phase == "review" and row2.labeling_text().endswith(" · in review")

@@ -64,9 +64,9 @@ def build_rows(driver, references: Mapping[str, str]) -> list[RoundRow]:
         rows.append(
             RoundRow(
                 n,
-                dataset_f1(load_examples(paths.output), references),
+                dataset_f1(load_examples(state.round_output(n)), references),
                 greedy_f1(load_candidates(paths.candidates), references),
-                dict(agg.choices) if agg else {},
+                _choices(agg, _summary(state, n, "review")),
                 agg.agreement if agg else None,
                 train.final_loss if train else None,
                 {
@@ -87,6 +87,14 @@ BAR_KINDS = {
     ("auto_kept",): "auto-kept (not asked)",
 }
 """Stacked bars of the choices plot: every record of the round lands in exactly one."""
+
+
+def _choices(agg, review: dict | None) -> dict[str, int]:
+    """The round's choices: the review's count when it decided conflicted turns (plus `reviewed`: how
+    many of them it decided, counted in their choice too), else aggregate's."""
+    if review and review.get("rewritten"):
+        return {**review["choices"], "reviewed": int(review.get("reviewed") or 0)}
+    return dict(agg.choices) if agg else {}
 
 
 def _summary(state, n: int, phase: str) -> dict | None:
@@ -112,6 +120,8 @@ def markdown_table(rows: list[RoundRow]) -> str:
         conflicts = sum(r.choices.get(k, 0) for k in CONFLICT_CHOICES)
         if conflicts:  # labelers disagreed; `aggregate.on_conflict` kept the current answer
             choices += f" (+{conflicts} conflicts kept)"
+        if r.choices.get("reviewed"):  # conflicts the review phase decided, counted in their choice
+            choices += f" ({r.choices['reviewed']} decided by review)"
         times = ", ".join(f"{p} {s:g}" for p, s in r.seconds.items()) or "-"
         lines.append(
             f"| {r.round} | {_fmt(r.data_f1)} | {_fmt(r.model_f1)} | {choices} | {_fmt(r.agreement, 2)} | "
@@ -127,7 +137,8 @@ COLUMNS = {
     "model F1 vs reference": "mean token F1 of the round's tuned model's greedy answers to the training "
     "questions: does the model get better?",
     "original / model / edited": "records whose chosen answer was the dataset's current one, a model "
-    "candidate, or an answer a labeler wrote.",
+    "candidate, or an answer a labeler wrote; conflicts a review decided (`aggregate.on_conflict: review`) "
+    "count in their choice and once more as decided by review.",
     "labeler agreement (W)": "Kendall's W of the labelers' rankings of a record, 0 (none) to 1 (identical), "
     "averaged over the records with two or more rankings; - when there are none.",
     "train loss": "the round's final training loss.",

@@ -130,6 +130,12 @@ def run_demo(
                 f"{cfg.argilla.min_submitted} -> {simulate_labelers}), so the report can measure their agreement."
             )
             cfg.argilla.min_submitted = simulate_labelers
+        if cfg.aggregate.on_conflict == "review" and not cfg.review.reviewers:
+            cfg.review.reviewers = ["sim-reviewer"]
+            report(
+                "SIMULATION: records the simulated labelers disagree on go to a simulated reviewer "
+                "(sim-reviewer, one more labeler ranking the same way) in a review dataset of the same round."
+            )
     references = prepare_data(cfg, fraction=fraction, limit=limit, report=report, short_answers=short_answers)
     prepare_model(cfg, report)
 
@@ -153,7 +159,10 @@ def run_demo(
         labelers = SimulatedLabelers(
             info.api_url,
             home,
-            cfg.argilla.labelers,
+            [
+                *cfg.argilla.labelers,
+                *(cfg.review.reviewers if cfg.aggregate.on_conflict == "review" else []),
+            ],
             references,
             run=cfg.run.name,
             workspace=cfg.argilla.workspace,

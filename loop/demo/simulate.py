@@ -5,6 +5,8 @@ endpoints the UI uses: it fetches its pending queue, ranks the candidates by sim
 reference answer (token F1 plus Gaussian noise, so labelers disagree a little), sometimes writes the
 reference as a better answer when no candidate is close, and sometimes discards. It runs beside the
 driver like real labelers would, knowing nothing of it: it watches the workspace for round datasets.
+A simulated reviewer is one more such account: it sees only the review workspace, so it answers the
+`<run>-round-N-review` datasets (`loop/phases/review.py`) and nothing else.
 """
 
 from __future__ import annotations

@@ -72,6 +72,13 @@ REGISTRY: tuple[Phase, ...] = (
     Phase("wait", "loop.phases.wait", (), (), "until labelers have ranked the records"),
     Phase("pull", "loop.phases.pull", (), (), "read the rankings back (with ranks) from Argilla"),
     Phase("aggregate", "loop.phases.aggregate", ("aggregate",), (), "one answer per turn from the rankings"),
+    Phase(
+        "review",
+        "loop.phases.review",
+        ("review",),
+        (),
+        "conflicted records to one more labeler or an owner (on_conflict: review)",
+    ),
     Phase("publish", "loop.phases.publish", ("publish",), (), "the round's dataset as revision round-N"),
 )
 

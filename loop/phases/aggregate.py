@@ -31,8 +31,10 @@ labelers' first places have no candidate in common, ties at first place counting
 (`top_choices_differ`). One ranking is never a conflict, and the rule only reaches records that get to
 step 4: a written answer and a "none acceptable" majority are decided as before. Modes:
 `keep_current` (default) keeps the current answer, `choice="conflict_kept"`; `review` keeps it too,
-`choice="conflict_review"`, and the next round's selection asks about the turn again
-(`loop.selection`, `force`); `best` takes the Borda winner as if there were no conflict. Every
+`choice="conflict_review"`, for the `review` phase to re-queue to one more labeler or an owner in the
+same round (`loop/phases/review.py`); a turn the review leaves unanswered stays `conflict_review` and
+the next round's selection asks about it again (`loop.selection`, `force`); `best` takes the Borda
+winner as if there were no conflict. Every
 conflicted decision has `conflict=True` and the reason (both joined by `+` when both hold) in `reason`,
 which the round's dataset keeps per turn.
 
@@ -52,7 +54,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -130,6 +132,8 @@ class Decision:
     why a record is a conflict (`low_agreement`, `top_choices_differ`, or both joined by `+`)."""
     conflict: bool = False
     """The labelers disagreed (see the module docstring); `choice` says what `on_conflict` made of it."""
+    reviewed_by: str | None = None
+    """`owner` or `labeler` when the `review` phase decided this conflicted turn (`loop/phases/review.py`)."""
 
 
 @dataclass(frozen=True)
@@ -439,7 +443,8 @@ def apply_decisions(
     """The next dataset: each decided assistant turn's content replaced, provenance columns added.
 
     Rows are `{"id", "messages", ...}`; inputs are not modified. Every row gets `round`, `choice`,
-    `annotator_count`, `agreement`, `generation_settings` (JSON or None) and `turns` (one entry per
+    `annotator_count`, `agreement`, `generation_settings` (JSON or None), `reviewed_by` (`owner`,
+    `labeler` or None: who decided a conflicted turn in the `review` phase) and `turns` (one entry per
     assistant turn, same keys plus `turn` and `reason`: why an `auto_kept` turn was not asked). For a
     multi-turn conversation the row-level values summarise its turns: the strongest choice (edited >
     model > conflict_kept/conflict_review > original > auto_kept), the fewest annotators, the mean defined agreement, and the settings when exactly one turn took a model answer.
@@ -467,7 +472,9 @@ def apply_decisions(
             used.add((str(row["id"]), i))
             if d.choice in ("model", "edited"):  # the row is the truth for a kept answer
                 msg["content"] = d.answer
-            turns.append(_turn_info(i, d.choice, d.annotator_count, d.agreement, d.settings, d.reason))
+            turns.append(
+                _turn_info(i, d.choice, d.annotator_count, d.agreement, d.settings, d.reason, d.reviewed_by)
+            )
         out.append({**row, "messages": messages, "round": round_n, **_summary(turns), "turns": turns})
     stray = sorted(set(by_key) - used)
     if stray:
@@ -486,6 +493,7 @@ def _turn_info(
     agreement: float | None,
     settings: Mapping[str, Any] | None,
     reason: str | None = None,
+    reviewed_by: str | None = None,
 ) -> dict[str, Any]:
     return {
         "turn": turn,
@@ -494,12 +502,19 @@ def _turn_info(
         "agreement": agreement,
         "generation_settings": _settings_json(settings),
         "reason": reason,
+        "reviewed_by": reviewed_by,
     }
 
 
 def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
     if not turns:
-        return {"choice": "original", "annotator_count": 0, "agreement": None, "generation_settings": None}
+        return {
+            "choice": "original",
+            "annotator_count": 0,
+            "agreement": None,
+            "generation_settings": None,
+            "reviewed_by": None,
+        }
     defined = [t["agreement"] for t in turns if t["agreement"] is not None]
     models = [t["generation_settings"] for t in turns if t["choice"] == "model"]
     return {
@@ -507,6 +522,7 @@ def _summary(turns: list[dict[str, Any]]) -> dict[str, Any]:
         "annotator_count": min(t["annotator_count"] for t in turns),
         "agreement": sum(defined) / len(defined) if defined else None,
         "generation_settings": models[0] if len(models) == 1 else None,
+        "reviewed_by": next((t["reviewed_by"] for t in turns if t["reviewed_by"]), None),
     }
 
 
@@ -553,6 +569,17 @@ def auto_kept_decisions(selection, examples, round_n: int, run: str) -> list[Dec
                 reason=t.reason,
             )
         )
+    return out
+
+
+def read_decisions(path: Path) -> list[Decision]:
+    """`decisions.jsonl` (or the review's `reviewed.jsonl`) back as decisions; unknown keys dropped."""
+    known = {f.name for f in fields(Decision)}
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line:
+            raw = json.loads(line)
+            out.append(Decision(**{k: v for k, v in raw.items() if k in known}))
     return out
 
 

@@ -1,5 +1,8 @@
 """Phase `publish`: the round's dataset as revision `round-N` (Hub repo or the local store).
 
+The round's dataset is aggregate's `output.parquet`, or the review's `reviewed.parquet` when the
+`review` phase decided conflicted turns (`RunState.round_output`).
+
 Exactly once per round, even across crashes: see `loop.revisions` for how an interrupted publish is
 found and finished instead of repeated. The revision also carries the labelers' rankings as
 preference data (configs `preferences` and `preferences_kto`, `loop.preferences`), built from
@@ -29,8 +32,15 @@ def run(ctx: RoundContext) -> Summary:
     from loop.preferences import read_round
     from loop.revisions import RoundStats, publish_round
 
-    ds = datasets.Dataset.from_parquet(str(ctx.paths.output))
+    ds = datasets.Dataset.from_parquet(str(ctx.state().round_output(ctx.round)))
     aggregated = ctx.summary("aggregate")
+    reviewed = ctx.summary("review")
+    changed = aggregated.changed if aggregated else None
+    review = None
+    if reviewed is not None and reviewed.queued:
+        review = {"queued": reviewed.queued, "reviewed": reviewed.reviewed, "changed": reviewed.changed}
+        if reviewed.rewritten and reviewed.round_changed is not None:
+            changed = reviewed.round_changed
     pushed = ctx.summary("push")
     selection = None
     if pushed is not None and pushed.selected is not None:
@@ -50,13 +60,14 @@ def run(ctx: RoundContext) -> Summary:
     stats = RoundStats.from_dataset(
         ds,
         ctx.round,
-        changed=aggregated.changed if aggregated else None,
+        changed=changed,
         base_model=model.original_base,
         adapter=str(model.adapter_dir),
         simulated_labelers=ctx.simulated_labelers,
         selection=selection,
         conflicts=getattr(aggregated, "conflicts", None) if aggregated else None,
         configs=prefs.counts(),
+        review=review,
     )
     rev = publish_round(
         ds,

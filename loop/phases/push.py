@@ -127,7 +127,7 @@ def choose(ctx: RoundContext, turns):
             f"{ctx.paths.scores} is missing and select.strategy is {s.strategy}: score the round first "
             f"(`pickloop round redo score CONFIG --round {ctx.round}`)"
         )
-    force = review_turns(ctx.previous.decisions) if ctx.previous is not None else set()
+    force = review_turns(ctx.state().round_decisions(ctx.round - 1)) if ctx.previous is not None else set()
     chosen = select(scores, s, seed=ctx.seed if s.seed is None else s.seed, force=force)
     for warning in chosen.warnings:
         ctx.report(f"round {ctx.round}: {warning}")

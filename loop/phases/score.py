@@ -84,7 +84,11 @@ def run(ctx: RoundContext) -> Summary:
         base, _ = load_generation_model(cfg.model.name_or_path, cfg.model)
         ifd_base = ifd_scores(base, tokenizer, examples, max_length)  # same vocabulary: LoRA adds no tokens
         del base
-    previous = verified_answers(ctx.previous) if ctx.previous is not None else {}
+    previous = (
+        verified_answers(ctx.previous, ctx.state().round_decisions(ctx.round - 1))
+        if ctx.previous is not None
+        else {}
+    )
     rows = []
     for t in turns:
         key = (t.example_id, t.message_index)
@@ -197,11 +201,14 @@ class Verified:
     options: tuple[str, ...]
 
 
-def verified_answers(paths: RoundPaths) -> dict[tuple[str, int], Verified]:
-    """`(example id, message index) -> Verified` from a finished round's decisions, plan and scores."""
+def verified_answers(paths: RoundPaths, decisions: Path | None = None) -> dict[tuple[str, int], Verified]:
+    """`(example id, message index) -> Verified` from a finished round's decisions (default
+    `paths.decisions`; after a review, its `reviewed.jsonl`), plan and scores. A conflict counts as
+    verified only once a review decided it."""
     from loop.annotate import read_plan
 
-    if not paths.decisions.exists():
+    decisions = decisions or paths.decisions
+    if not decisions.exists():
         return {}
     plan = (
         {(r.example_id, r.message_index): r for r in read_plan(paths.dir)} if paths.push_plan.exists() else {}
@@ -212,7 +219,7 @@ def verified_answers(paths: RoundPaths) -> dict[tuple[str, int], Verified]:
         else {}
     )
     out = {}
-    for line in paths.decisions.read_text(encoding="utf-8").splitlines():
+    for line in decisions.read_text(encoding="utf-8").splitlines():
         if not line:
             continue
         d = json.loads(line)
@@ -220,7 +227,12 @@ def verified_answers(paths: RoundPaths) -> dict[tuple[str, int], Verified]:
         if d["choice"] == "auto_kept":
             if d.get("reason") == "verified_unchanged" and key in chained:
                 out[key] = Verified(d["answer"], tuple(chained[key].ranked_options))
-        elif d.get("completed") and not d.get("flagged_none_acceptable") and not d.get("conflict") and key in plan:
+        elif (
+            d.get("completed")
+            and not d.get("flagged_none_acceptable")
+            and (not d.get("conflict") or d.get("reviewed_by"))
+            and key in plan
+        ):
             options = tuple(c.text for c in plan[key].slots.values())
             out[key] = Verified(d["answer"], options + ((d["answer"],) if d["choice"] == "edited" else ()))
     return out

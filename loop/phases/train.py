@@ -132,7 +132,7 @@ def replay_for(ctx: RoundContext, examples: Sequence[Example]) -> Replay | None:
     settings = ctx.config.train.replay
     if settings.mode == "all" or ctx.round == 1 or ctx.config.train.strategy == "from_base":
         return None
-    previous = ctx.run.round(1).input if ctx.round == 2 else ctx.run.round(ctx.round - 2).output
+    previous = ctx.run.round(1).input if ctx.round == 2 else ctx.state().round_output(ctx.round - 2)
     changed, pool = build_pool(load_examples(previous), examples, ctx.round - 1)
     if pool and settings.mode in NEEDS_IFD:
         pool = score_pool(ctx, pool)
