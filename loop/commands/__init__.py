@@ -6,7 +6,7 @@ import click
 
 
 def register(root: click.Group) -> None:
-    from loop.commands import argilla, config, demo, model, run
+    from loop.commands import argilla, config, demo, evaluate, model, run
 
     root.add_command(argilla.argilla)
     root.add_command(model.model)
@@ -15,3 +15,4 @@ def register(root: click.Group) -> None:
     root.add_command(config.config)
     root.add_command(run.status)
     root.add_command(demo.demo)
+    root.add_command(evaluate.eval_command)
