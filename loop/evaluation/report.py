@@ -162,10 +162,12 @@ def _pct(x: float | None) -> str:
 
 
 def render_markdown(r: EvalReport) -> str:
+    n = len(r.annotators)
     who = (
-        "**simulated judges** (a demo: they prefer the answer closer to the reference)"
+        f"**simulated judge{'s' if n != 1 else ''}** (a SIMULATION: they prefer the answer closer to the "
+        "reference)"
         if r.simulated
-        else "human judges"
+        else f"judge{'s' if n != 1 else ''}"
     )
     lines = [
         f"# Evaluation `{r.name}`",
