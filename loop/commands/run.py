@@ -108,11 +108,12 @@ STATUS_COLUMNS = ("round", "next phase", "selection", "labeling", "labelers (sub
 @click.option("--offline", is_flag=True, help="Do not ask Argilla for live progress.")
 def status(config: Path, offline: bool) -> None:
     """Show each round's next phase, the turns asked and auto-kept, labeling progress (live from Argilla)
-    and published revision."""
+    and published revision, and the latest evaluation (`pickloop eval`): each model's strength and win
+    rate against base."""
     from rich.console import Console
     from rich.table import Table
 
-    from loop.status import run_status
+    from loop.status import latest_evaluation, run_status
 
     driver = _driver(config)
     rows = run_status(driver, live=not offline)
@@ -132,3 +133,5 @@ def status(config: Path, offline: bool) -> None:
             r.revision or "-",
         )
     Console(width=140).print(table)
+    for line in latest_evaluation(driver.run_dir):
+        click.echo(line)

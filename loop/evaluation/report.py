@@ -124,7 +124,7 @@ def build_report(
         reference_f1=f1,
         warnings=warnings,
         simulated=simulated,
-        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        created_at=datetime.now(UTC).isoformat(timespec="microseconds"),
         bootstrap=bootstrap,
         decisive_needed=stats.decisive_needed(0.6),
     )
@@ -155,6 +155,21 @@ def read_report(path: Path) -> EvalReport | None:
         return None
     known = EvalReport.__dataclass_fields__
     return EvalReport(**{k: v for k, v in raw.items() if k in known})
+
+
+def latest_report(run_dir: Path) -> EvalReport | None:
+    """The most recent finished evaluation of a run (by its report's time), or None."""
+    found = [(read_report(p), p.stat().st_mtime_ns) for p in (Path(run_dir) / "eval").glob("*/report.json")]
+    found = [(r, t) for r, t in found if r is not None]
+    return max(found, key=lambda rt: (rt[0].created_at, rt[1]))[0] if found else None
+
+
+def headline(r: EvalReport) -> str:
+    """`evaluation NAME (2026-12-01, 40 judgements by 2 simulated judges)`."""
+    who = "simulated judges (a SIMULATION)" if r.simulated else "judges"
+    return (
+        f"evaluation {r.name} ({r.created_at[:10]}, {r.judgements} judgements by {len(r.annotators)} {who})"
+    )
 
 
 def _pct(x: float | None) -> str:

@@ -49,15 +49,6 @@ def check_name(name: str) -> str:
     return name
 
 
-def latest_report(run: RunPaths) -> EvalReport | None:
-    """The most recent finished evaluation of a run (by its report's time), or None."""
-    from loop.evaluation.report import read_report
-
-    reports = [read_report(p) for p in (run.dir / "eval").glob("*/report.json")]
-    reports = [r for r in reports if r is not None]
-    return max(reports, key=lambda r: r.created_at) if reports else None
-
-
 def _write_if_changed(path: Path, text: str) -> bool:
     from loop.fsutil import write_text
 
