@@ -93,6 +93,10 @@ class RoundStats:
     """Turns asked (`selected`) and auto-kept (`not_selected`, `verified_unchanged`); None before `select`."""
     conflicts: int | None = None
     """Records whose labelers disagreed (`aggregate.on_conflict`); None before conflicts were counted."""
+    holdout: dict[str, Any] | None = None
+    """`eval.holdout_fraction`: step-1 examples held out before round 1 (`count`, `fraction`, `seed`)."""
+    evaluation: dict[str, Any] | None = None
+    """The run's latest `pickloop eval` when this round was published (`headline`, `lines`)."""
 
     @classmethod
     def from_dataset(
@@ -106,6 +110,8 @@ class RoundStats:
         simulated_labelers: bool | None = None,
         selection: dict[str, int] | None = None,
         conflicts: int | None = None,
+        holdout: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -135,6 +141,8 @@ class RoundStats:
             simulated_labelers=simulated_labelers,
             selection=selection,
             conflicts=conflicts,
+            holdout=holdout,
+            evaluation=evaluation,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -238,10 +246,30 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
         cells += [r.conflicts or 0] if conflicted else []
         cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += _evaluation_lines(max(rows, key=lambda r: r.round)) if rows else []
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the HTML comment early
     lines += ["", f"<!-- pickloop-lineage {data} -->", ""]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_lines(latest: RoundStats) -> list[str]:
+    """The hold-out and the latest evaluation as of the newest round, under the table."""
+    out = []
+    h = latest.holdout
+    if h:
+        out += [
+            "",
+            f"Evaluation questions: {h.get('count')} step-1 examples held out before round 1 "
+            f"(`eval.holdout_fraction: {h.get('fraction')}`, seed {h.get('seed')}); no round trained on them "
+            "and no revision contains them.",
+        ]
+    e = latest.evaluation
+    if e:
+        out += ["", f"### Latest {_cell(e.get('headline'))}", ""]
+        out += [f"- {_cell(line)}" for line in e.get("lines", [])]
+        out += ["", "Strengths: Bradley–Terry, log scale, 95% bootstrap intervals; win rates count ties half."]
+    return out
 
 
 def merge_lineage(
