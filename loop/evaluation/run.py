@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loop.config import RunConfig
@@ -66,7 +66,13 @@ def run_eval(
     report: Reporter = print,
     progress: bool = False,
     simulated: bool = False,
+    references: dict[str, str] | None = None,
 ) -> EvalResult:
+    """Run (or resume) one evaluation and return its report.
+
+    `simulated`: the judges are simulated (the demo); every output says so. `references` replaces the
+    questions' reference answers by id (the demo's untouched FAQ answers, which its step-1 data lacks).
+    """
     from loop.context import RoundContext
     from loop.evaluation import answers as ans
     from loop.evaluation import judging
@@ -80,6 +86,8 @@ def run_eval(
     run = RunPaths(config.run_dir())
     models = resolve_models(config, run, list(model_names))
     questions = load_questions(config, run)
+    if references:
+        questions = [replace(q, reference=references.get(q.id, q.reference)) for q in questions]
     name = check_name(name or default_name([m.name for m in models]))
     paths = run.evaluation(name)
     e = config.eval
