@@ -36,7 +36,9 @@ def eval_command(config: Path, models: str, name: str | None) -> None:
     from loop.evaluation.models import parse_model_list
     from loop.evaluation.run import run_eval
 
-    result = run_eval(load_config(config), parse_model_list(models), name=name, report=click.echo)
+    result = run_eval(
+        load_config(config), parse_model_list(models), name=name, report=click.echo, progress=True
+    )
     for line in result.report.status_lines():
         click.echo(line)
     for warning in result.report.warnings:

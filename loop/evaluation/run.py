@@ -147,7 +147,19 @@ def run_eval(
         report(
             f"eval {name}: {pushed.records} blind A/B records in Argilla dataset {pushed.dataset_name}: {pushed.url}"
         )
-    waited = judging.wait(conn, pushed, config, on_progress=lambda p: report(f"eval {name}: {describe(p)}"))
+    from loop.console import StatusLine
+
+    line = StatusLine() if progress else None  # one changing line on a terminal, as a round's wait
+    try:
+        waited = judging.wait(
+            conn,
+            pushed,
+            config,
+            on_progress=lambda p: (line.update if line else report)(f"eval {name}: {describe(p)}"),
+        )
+    finally:
+        if line is not None:
+            line.close()
     report(f"eval {name}: {describe(waited.progress, final=True)} ({waited.reason})")
 
     # 5. pull and report
