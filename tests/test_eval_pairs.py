@@ -86,3 +86,32 @@ def test_report_files_and_status_lines(tmp_path: Path) -> None:
     empty = build_report("y", ["base", "round-1"], qs, 6, [], answers, bootstrap=100, seed=0)
     write_report(empty, *paths)
     assert json.loads(paths[0].read_text())["position_bias"]["rate"] is None
+
+
+def test_record_body_names_no_model_and_shows_a_conversation_when_multi_turn() -> None:
+    from loop.evaluation import judging
+    from loop.evaluation.pairs import PairRecord
+
+    single = PairRecord(
+        "r/eval-n/abc", "q1", [{"role": "user", "content": "Why?"}], "base", "round-2", "x", ""
+    )
+    multi = PairRecord(
+        "r/eval-n/def",
+        "q2",
+        [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello"},
+            {"role": "user", "content": "And?"},
+        ],
+        "round-2",
+        "base",
+        "y",
+        "z",
+    )
+    assert judging.is_multi_turn([single, multi]) and not judging.is_multi_turn([single])
+    body = judging.record_body(single, multi_turn=False)
+    assert body["fields"] == {"question": "Why?", "answer_a": "x", "answer_b": "(empty answer)"}
+    assert body["metadata"] == {"question_id": "q1"} and body["external_id"] == "r/eval-n/abc"
+    conv = judging.record_body(multi, multi_turn=True)["fields"]["conversation"]
+    assert [m["role"] for m in conv] == ["user", "assistant", "user"]
+    assert "base" not in json.dumps([body, conv]) and "round-2" not in json.dumps([body, conv])
