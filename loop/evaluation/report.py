@@ -187,7 +187,7 @@ def render_markdown(r: EvalReport) -> str:
     lines = [
         f"# Evaluation `{r.name}`",
         "",
-        f"{len(r.models)} models ({', '.join(r.models)}) answered {r.questions} held-out questions greedily; "
+        f"{len(r.models)} models ({', '.join(r.models)}) answered {r.questions} evaluation questions (never trained on) greedily; "
         f"{r.records} blind A/B records, {r.judgements} judgements by {n} {who}.",
         "",
         "## Pairwise results (ties count half; 95% Wilson intervals)",
@@ -225,10 +225,19 @@ def render_markdown(r: EvalReport) -> str:
         f"({_pct(b['rate'])}; exact binomial test p = {b['p_value']:.3g}).",
         "- Agreement: "
         + (
-            f"{'Cohen' if a['method'] == 'cohen' else 'Fleiss'}' kappa {a['kappa']:.2f} on {a['records']} records "
+            f"{'Cohen’s' if a['method'] == 'cohen' else 'Fleiss’'} kappa {a['kappa']:.2f} on {a['records']} records "
             f"judged by two or more of {a['annotators']} annotators."
             if a["kappa"] is not None and not math.isnan(a["kappa"])
             else "no record was judged by two annotators."
+        ),
+        *(
+            [
+                f"- Every judgement counts ({r.judgements} on {r.records} records): with several judges per "
+                "record the Wilson intervals treat their verdicts as independent and are optimistic when judges "
+                "agree; the strengths' bootstrap resamples questions, all judges of a question together."
+            ]
+            if r.judgements > r.records
+            else []
         ),
         f"- Power: about {r.decisive_needed} decisive comparisons per pair are needed to tell a 60/40 "
         "preference from a coin flip (95% confidence, 80% power).",
