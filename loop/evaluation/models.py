@@ -42,7 +42,8 @@ def resolve_models(config: RunConfig, run: RunPaths, names: Sequence[str]) -> li
     repeated = sorted({n for n in names if list(names).count(n) > 1})
     if repeated:
         raise ConfigError(f"listed twice: {', '.join(repeated)}", key="--models")
-    trained = [n for n in sorted(RunState.load(run.dir).rounds) if RunState.load(run.dir).is_done(n, "train")]
+    state = RunState.load(run.dir)
+    trained = [n for n in sorted(state.rounds) if state.is_done(n, "train")]
     known = ", ".join([BASE, *(f"round-{n}" for n in trained)])
     out = []
     for name in names:
