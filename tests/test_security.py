@@ -388,7 +388,7 @@ def test_every_route_is_blind_for_an_annotator_on_an_evaluation(blind, blind_eva
         Connection(argilla_stack.api_url, argilla_stack.api_key), blind_eval["pushed"], blind_eval["plan"]
     )
     assert len(rows) == 2 * len(blind_eval["plan"])
-    assert {(r["model_a"], r["model_b"]) for r in rows} <= {EVAL_MODELS, EVAL_MODELS[::-1]}
+    assert {(r.model_a, r.model_b) for r in rows} <= {EVAL_MODELS, EVAL_MODELS[::-1]}
 
 
 def test_suggestions_do_not_point_at_the_original(blind) -> None:

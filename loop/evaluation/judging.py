@@ -117,8 +117,21 @@ def wait(conn: Connection, pushed: Pushed, config, *, on_progress: Callable | No
         )
 
 
-def pull(conn: Connection, pushed: Pushed, records: Sequence[PairRecord]) -> list[dict]:
-    """Every submitted verdict as a row: record, question, models as A and B, outcome, annotator, comment."""
+@dataclass(frozen=True)
+class Verdict:
+    """One judge's submitted answer to one record, with the models behind A and B (from the plan)."""
+
+    record_id: str
+    question_id: str
+    model_a: str
+    model_b: str
+    outcome: str  # "a" | "b" | "tie"
+    annotator: str
+    comment: str | None = None
+
+
+def pull(conn: Connection, pushed: Pushed, records: Sequence[PairRecord]) -> list[Verdict]:
+    """Every submitted verdict, in the dataset's record order; A/B mapped to models through the plan."""
     from argilla_setup.rankings import iter_records, usernames
 
     plan = {r.record_id: r for r in records}
@@ -138,21 +151,18 @@ def pull(conn: Connection, pushed: Pushed, records: Sequence[PairRecord]) -> lis
                     continue
                 comment = (values.get(pairwise.COMMENT_QUESTION) or {}).get("value")
                 rows.append(
-                    {
-                        "record_id": rec.record_id,
-                        "question_id": rec.question_id,
-                        "model_a": rec.model_a,
-                        "model_b": rec.model_b,
-                        "outcome": outcome,
-                        "annotator": names.get(response["user_id"], response["user_id"]),
-                        "comment": comment if isinstance(comment, str) and comment.strip() else None,
-                    }
+                    Verdict(
+                        rec.record_id,
+                        rec.question_id,
+                        rec.model_a,
+                        rec.model_b,
+                        outcome,
+                        names.get(response["user_id"], response["user_id"]),
+                        comment if isinstance(comment, str) and comment.strip() else None,
+                    )
                 )
     return rows
 
 
-def judgements(rows: Sequence[dict]) -> list[Judgement]:
-    return [
-        Judgement(r["question_id"], r["model_a"], r["model_b"], r["outcome"], r["annotator"], r["record_id"])
-        for r in rows
-    ]
+def judgements(rows: Sequence[Verdict]) -> list[Judgement]:
+    return [Judgement(r.question_id, r.model_a, r.model_b, r.outcome, r.annotator, r.record_id) for r in rows]

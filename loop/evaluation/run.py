@@ -15,7 +15,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from loop.config import RunConfig
@@ -164,7 +164,7 @@ def run_eval(
 
     # 5. pull and report
     rows = judging.pull(conn, pushed, records)
-    responses_text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
+    responses_text = "".join(json.dumps(asdict(r), sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
     _write_if_changed(paths.responses, responses_text)
     inputs = hashlib.sha256((plan_key + responses_text + f"{e.bootstrap}:{simulated}").encode()).hexdigest()[
         :16
