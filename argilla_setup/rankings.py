@@ -143,6 +143,15 @@ def iter_rankings(
     both answer the same items. Needs a user allowed to see all responses (owner, or workspace admin).
     """
     names = usernames(api)
+    for raw in iter_records(api, dataset_id, page_size=page_size, fast=fast):
+        yield _parse_record(raw, names)
+
+
+def iter_records(
+    api: Api, dataset_id: str, *, page_size: int | None = None, fast: bool = True
+) -> Iterator[dict[str, Any]]:
+    """Every record of the dataset as the server answers it (fields, metadata, every response with
+    its `values`), in insertion order; for datasets whose questions are not a ranking."""
     route = fast_listing(api) if fast else None
     if route is not None:
         path, size = route.format(dataset_id=dataset_id), min(page_size or FAST_PAGE_SIZE, FAST_PAGE_SIZE)
@@ -154,8 +163,7 @@ def iter_rankings(
     while True:
         page = api.get(path, params={**params, "offset": offset, "limit": size})
         items = page["items"]
-        for raw in items:
-            yield _parse_record(raw, names)
+        yield from items
         offset += len(items)
         if not items or offset >= page["total"]:
             return

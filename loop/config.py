@@ -514,6 +514,64 @@ class PublishSettings(Section):
         return value
 
 
+class EvalSettings(Section):
+    """Human evaluation of model versions (`pickloop eval`): blind pairwise comparisons in Argilla on
+    questions no round ever trains on.
+
+    The questions come from their own file / HF dataset (`path`), or are split off the step-1 data
+    before round 1 (`holdout_fraction`): the split is seeded by run.seed and the example ids, written
+    to `<run dir>/eval/holdout.jsonl`, and those examples never reach training, generation or a
+    published revision. Labelers and `min_submitted` are the rounds' (`argilla.*`), waiting is `wait.*`.
+    """
+
+    path: str | None = Field(
+        None,
+        description=(
+            "JSONL file, local HF dataset folder or Hub dataset id of evaluation questions: `question` "
+            "(with an optional reference `answer`) or `messages` ending with the user turn to answer (or "
+            "with a reference assistant turn). Instead of `holdout_fraction`."
+        ),
+    )
+    revision: str | None = Field(None, description="Hub revision when `path` is a Hub id.")
+    split: str = Field("train", description="Split to read from an HF dataset.")
+    holdout_fraction: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description=(
+            "Fraction of the step-1 data held out as evaluation questions (rounded, at least 1), chosen "
+            "before round 1 by a hash of run.seed and each example's id; set it before the run starts."
+        ),
+    )
+    max_new_tokens: int | Literal["auto"] = Field(
+        "auto",
+        description=(
+            "Longest answer, in tokens, for every model alike (greedy). auto: as `generate.max_new_tokens` "
+            "auto, from the reference answers' lengths (256 without references)."
+        ),
+    )
+    batch_size: int = Field(32, ge=1, description="Questions decoded together.")
+    bootstrap: int = Field(
+        1000, ge=100, description="Bootstrap resamples of the questions for the strengths' 95% intervals."
+    )
+
+    @field_validator("max_new_tokens", mode="before")
+    @classmethod
+    def _auto_or_positive(cls, value: Any) -> Any:
+        return GenerateSettings._auto_or_positive(value)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvalSettings:
+        if self.path is not None and not self.path.strip():
+            self.path = None
+        if self.path is not None and self.holdout_fraction is not None:
+            raise _custom(("holdout_fraction",), "give either path (a question set) or holdout_fraction, not both")
+        return self
+
+    def configured(self) -> bool:
+        return self.path is not None or self.holdout_fraction is not None
+
+
 # --------------------------------------------------------------------------- URL and repo id checks
 
 _USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")  # argilla_setup.users' rule for new users
@@ -562,6 +620,7 @@ class RunConfig(Section):
     aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     publish: PublishSettings = Field(default_factory=PublishSettings)
+    eval: EvalSettings = Field(default_factory=EvalSettings)
     _file: str | None = PrivateAttr(None)
     _lines: dict[tuple[Any, ...], int] = PrivateAttr(default_factory=dict)
 
@@ -1058,7 +1117,7 @@ def read_secret(env_var: str, file: str | Path | None = None, *, required: bool 
 # --------------------------------------------------------------------------- paths
 
 _ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
-_MAYBE_LOCAL = {("data", "path"), ("model", "name_or_path")}
+_MAYBE_LOCAL = {("data", "path"), ("model", "name_or_path"), ("eval", "path")}
 _DATA_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow"}
 
 

@@ -60,9 +60,9 @@ class RoundContext:
 
     def examples(self) -> list[Example]:
         """The round's input: round 1 a snapshot of the configured data (taken once, so later edits to
-        the source cannot change a round that already started), round n round n-1's dataset (after
-        its review, `RunState.round_output`); plus, once this round's `regenerate` phase is done, the
-        new pairs it wrote."""
+        the source cannot change a round that already started) less `eval.holdout_fraction`'s held-out
+        evaluation questions, round n round n-1's dataset (after its review, `RunState.round_output`);
+        plus, once this round's `regenerate` phase is done, the new pairs it wrote."""
         from loop.data import load_examples, write_jsonl
 
         if self._examples is None:
@@ -72,7 +72,14 @@ class RoundContext:
                 source = self.paths.input
                 if not source.exists():
                     d = self.config.data
-                    write_jsonl(load_examples(d.path, revision=d.revision, split=d.split), source)
+                    examples = load_examples(d.path, revision=d.revision, split=d.split)
+                    holdout = self.config.eval.holdout_fraction
+                    if holdout is not None:  # split off before the snapshot: no phase ever sees them
+                        from loop.evaluation.questions import split_holdout
+
+                        examples, held = split_holdout(examples, holdout, self.config.run.seed)
+                        write_jsonl(held, self.run.holdout)
+                    write_jsonl(examples, source)
             self._examples = load_examples(source)
             new = self.paths.regenerated
             if new.is_file() and new.stat().st_size and self.state().is_done(self.round, "regenerate"):

@@ -63,7 +63,7 @@ def _string(value: Any, name: str) -> str:
     return value
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
+def _messages(value: Any, *, answer_optional: bool = False) -> list[dict[str, str]]:
     if not isinstance(value, list) or not value:
         raise _Row("messages", "'messages' must be a non-empty list of {'role', 'content'} objects")
     out = []
@@ -83,6 +83,8 @@ def _messages(value: Any) -> list[dict[str, str]]:
         if role == "user" and previous == "user":
             raise _Row(f"{where}.role", "two 'user' turns in a row; merge them or add the answer between")
         out.append({"role": role, "content": content})
+    if out[-1]["role"] == "user" and answer_optional:
+        return out
     if out[-1]["role"] != "assistant":
         raise _Row(
             f"messages[{len(out) - 1}].role",
@@ -95,8 +97,11 @@ def _present(row: dict[str, Any], key: str) -> bool:
     return row.get(key) is not None
 
 
-def normalise_row(row: Any) -> Example:
-    """Validate one row and return it as an `Example` (id may be a placeholder: see `_with_id`)."""
+def normalise_row(row: Any, *, answer_optional: bool = False) -> Example:
+    """Validate one row and return it as an `Example` (id may be a placeholder: see `_with_id`).
+
+    `answer_optional` (evaluation questions, whose reference answer is optional): a row may be a
+    `question` alone, or `messages` ending with the user turn to be answered."""
     if not isinstance(row, dict):
         raise _Row(None, f"each row must be a JSON object, got {type(row).__name__}")
     has_messages = _present(row, "messages")
@@ -104,10 +109,12 @@ def normalise_row(row: Any) -> Example:
     if has_messages and has_qa:
         raise _Row("messages", "row has both 'messages' and 'question'/'answer'; keep one form")
     if has_messages:
-        messages = _messages(row["messages"])
+        messages = _messages(row["messages"], answer_optional=answer_optional)
     elif has_qa:
-        question, answer = _string(row.get("question"), "question"), _string(row.get("answer"), "answer")
-        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        question = _string(row.get("question"), "question")
+        messages = [{"role": "user", "content": question}]
+        if not (answer_optional and row.get("answer") is None):
+            messages.append({"role": "assistant", "content": _string(row.get("answer"), "answer")})
     else:
         raise _Row("messages", "row needs 'messages' or 'question' and 'answer'")
     raw_id = row.get("id")
@@ -123,7 +130,9 @@ def normalise_row(row: Any) -> Example:
     return Example(id=ex_id, messages=messages, extra=extra)
 
 
-def validate_rows(rows: Iterable[tuple[int, Any]], source: str, *, row_word: str = "line") -> list[Example]:
+def validate_rows(
+    rows: Iterable[tuple[int, Any]], source: str, *, row_word: str = "line", answer_optional: bool = False
+) -> list[Example]:
     """Validate `(position, row)` pairs; raise one `DataError` for the first problem, listing a few more."""
     examples: list[Example] = []
     seen: dict[str, int] = {}
@@ -132,7 +141,7 @@ def validate_rows(rows: Iterable[tuple[int, Any]], source: str, *, row_word: str
         try:
             if isinstance(row, _Row):
                 raise row
-            ex = normalise_row(row)
+            ex = normalise_row(row, answer_optional=answer_optional)
             if ex.id in seen:
                 what = "conversation (same text)" if row.get("id") is None else f"id {ex.id!r}"
                 raise _Row("id", f"duplicate {what}; first seen at {row_word} {seen[ex.id]}")
@@ -176,7 +185,7 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, Any]]:
                 yield n, _Row(None, f"not valid JSON ({exc.msg} at column {exc.colno}); one object per line")
 
 
-def load_jsonl(path: str | Path) -> list[Example]:
+def load_jsonl(path: str | Path, *, answer_optional: bool = False) -> list[Example]:
     path = Path(path)
     if path.is_dir():
         raise DataError("is a folder, not a JSONL file", file=path)
@@ -188,12 +197,14 @@ def load_jsonl(path: str | Path) -> list[Example]:
         if b"\0" in head:  # text never holds NUL bytes: an image, archive, parquet or arrow file
             line = head[: head.index(b"\0")].count(b"\n") + 1
             raise DataError("binary data, not JSON lines text; is this the right file?", file=path, line=line)
-        return validate_rows(_jsonl_rows(path), str(path))
+        return validate_rows(_jsonl_rows(path), str(path), answer_optional=answer_optional)
     except OSError as exc:  # unreadable (permissions, I/O error)
         raise DataError(f"cannot read: {exc.strerror or exc}", file=path) from None
 
 
-def load_hf(path: str, *, revision: str | None = None, split: str = "train") -> list[Example]:
+def load_hf(
+    path: str, *, revision: str | None = None, split: str = "train", answer_optional: bool = False
+) -> list[Example]:
     """Load a local HF dataset folder (`save_to_disk` or data files) or a Hub dataset id + revision."""
     local = Path(path)
     if local.is_dir() and not _has_data(local):
@@ -229,7 +240,7 @@ def load_hf(path: str, *, revision: str | None = None, split: str = "train") -> 
             f"cannot load dataset ({type(exc).__name__}): {_first_line(cause)}", file=path
         ) from exc
     source = f"{path}@{revision}[{split}]" if revision else f"{path}[{split}]"
-    return validate_rows(enumerate(ds, start=1), source, row_word="row")
+    return validate_rows(enumerate(ds, start=1), source, row_word="row", answer_optional=answer_optional)
 
 
 def _has_data(folder: Path) -> bool:
@@ -247,12 +258,14 @@ def _first_line(exc: BaseException) -> str:
 _DATA_SUFFIXES = {".jsonl", ".json", ".parquet", ".csv", ".arrow", ".txt"}
 
 
-def load_examples(path: str | Path, *, revision: str | None = None, split: str = "train") -> list[Example]:
+def load_examples(
+    path: str | Path, *, revision: str | None = None, split: str = "train", answer_optional: bool = False
+) -> list[Example]:
     """Load JSONL (`*.jsonl`/`*.json` lines) or an HF dataset; every row validated and normalised."""
     p = Path(path)
     if p.suffix in (".jsonl", ".json") and revision is None:
-        return load_jsonl(p)
-    return load_hf(str(path), revision=revision, split=split)
+        return load_jsonl(p, answer_optional=answer_optional)
+    return load_hf(str(path), revision=revision, split=split, answer_optional=answer_optional)
 
 
 def to_rows(examples: Iterable[Example]) -> list[dict[str, Any]]:

@@ -148,3 +148,57 @@ class RunPaths:
 
     def round(self, n: int) -> RoundPaths:
         return RoundPaths(self.dir, n)
+
+    @property
+    def holdout(self) -> Path:
+        """`eval.holdout_fraction`'s held-out step-1 examples, split off before round 1, never trained on."""
+        return self.dir / "eval" / "holdout.jsonl"
+
+    def evaluation(self, name: str) -> EvalPaths:
+        return EvalPaths(self.dir / "eval" / name)
+
+
+class EvalPaths:
+    """Every artifact of one evaluation (`pickloop eval`), under `<run dir>/eval/<name>/`."""
+
+    def __init__(self, eval_dir: Path):
+        self.dir = Path(eval_dir)
+
+    @property
+    def name(self) -> str:
+        return self.dir.name
+
+    @property
+    def questions(self) -> Path:
+        """The evaluation questions as answered, with their reference answers when given."""
+        return self.dir / "questions.jsonl"
+
+    def answers(self, model: str) -> Path:
+        """One model's greedy answers, one JSON line per question."""
+        return self.dir / "answers" / f"{model}.jsonl"
+
+    @property
+    def pairs(self) -> Path:
+        """The pushed records: which model is Answer A / Answer B (never sent to Argilla)."""
+        return self.dir / "pairs.jsonl"
+
+    @property
+    def push(self) -> Path:
+        return self.dir / "push.json"
+
+    @property
+    def responses(self) -> Path:
+        """Every judgement pulled from Argilla."""
+        return self.dir / "responses.jsonl"
+
+    @property
+    def report_json(self) -> Path:
+        return self.dir / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.dir / "report.md"
+
+    @property
+    def plot(self) -> Path:
+        return self.dir / "report.png"

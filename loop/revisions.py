@@ -104,6 +104,10 @@ class RoundStats:
     """Rows of each extra config published with the round (e.g. `preferences`); None: none published."""
     review: dict[str, int] | None = None
     """`queued` / `reviewed` / `changed` records of the `review` phase; None when nothing was queued."""
+    holdout: dict[str, Any] | None = None
+    """`eval.holdout_fraction`: step-1 examples held out before round 1 (`count`, `fraction`, `seed`)."""
+    evaluation: dict[str, Any] | None = None
+    """The run's latest `pickloop eval` when this round was published (`headline`, `lines`)."""
 
     @classmethod
     def from_dataset(
@@ -119,6 +123,8 @@ class RoundStats:
         conflicts: int | None = None,
         configs: dict[str, int] | None = None,
         review: dict[str, int] | None = None,
+        holdout: dict[str, Any] | None = None,
+        evaluation: dict[str, Any] | None = None,
     ) -> RoundStats:
         """Count records, choices and mean agreement from the provenance columns `choice`/`agreement`.
 
@@ -150,6 +156,8 @@ class RoundStats:
             conflicts=conflicts,
             configs=configs,
             review=review,
+            holdout=holdout,
+            evaluation=evaluation,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -279,10 +287,30 @@ def render_lineage(rows: Sequence[RoundStats], repo_id: str | None) -> str:
         cells += [_review_cell(r.review)] if reviewing else []
         cells += [r.base_model, r.adapter] + ([r.simulated_labelers] if simulated else [])
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    lines += _evaluation_lines(max(rows, key=lambda r: r.round)) if rows else []
     data = json.dumps({"rows": [r.to_json() for r in sorted(rows, key=lambda r: r.round)]}, sort_keys=True)
     data = data.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the HTML comment early
     lines += ["", f"<!-- pickloop-lineage {data} -->", ""]
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_lines(latest: RoundStats) -> list[str]:
+    """The hold-out and the latest evaluation as of the newest round, under the table."""
+    out = []
+    h = latest.holdout
+    if h:
+        out += [
+            "",
+            f"Evaluation questions: {h.get('count')} step-1 examples held out before round 1 "
+            f"(`eval.holdout_fraction: {h.get('fraction')}`, seed {h.get('seed')}); no round trained on them "
+            "and no revision contains them.",
+        ]
+    e = latest.evaluation
+    if e:
+        out += ["", f"### Latest {_cell(e.get('headline'))}", ""]
+        out += [f"- {_cell(line)}" for line in e.get("lines", [])]
+        out += ["", "Strengths: Bradley–Terry, log scale, 95% bootstrap intervals; win rates count ties half."]
+    return out
 
 
 def merge_lineage(

@@ -116,3 +116,14 @@ def _live(driver, dataset_id: str):
 def _summary(state, n: int, phase: str):
     rec = state.record(n, phase)
     return PHASES[phase].summary_from(rec.summary) if rec else None
+
+
+def latest_evaluation(run_dir) -> list[str]:
+    """The latest `pickloop eval` result: a headline, then one line per model (strength, win rate vs
+    base); empty when the run has none."""
+    from loop.evaluation.report import headline, latest_report
+
+    report = latest_report(run_dir)
+    if report is None:
+        return []
+    return [f"Latest {headline(report)}:"] + [f"  {line}" for line in report.status_lines()]

@@ -68,6 +68,7 @@ class Case:
     data: bytes | None = None  # data.jsonl contents (default: GOOD_ROWS)
     env: dict = field(default_factory=dict)  # None unsets
     setup: Callable[[Path], None] | None = None  # extra file-system state, in the work folder
+    models: str = "base,round-1"  # `pickloop eval --models` (command "eval")
 
 
 def _row(**kw) -> bytes:
@@ -103,7 +104,112 @@ def _run_dir_under_a_file(work: Path) -> None:
     (work / "runs").write_text("not a folder\n")
 
 
+def _round_one_trained(work: Path, *, model: bool = True) -> None:
+    """runs/bad with round 1's train phase done (state.json), and its model folder unless `model` is false."""
+    from loop.state import MIGRATIONS
+
+    run = work / "runs" / "bad"
+    record = {"status": "done", "inputs_hash": "x", "finished_at": "2026-01-01T00:00:00+00:00"}
+    state = {"version": 2, "migrations": [n for n, _ in MIGRATIONS], "rounds": {"1": {"train": record}}}
+    run.mkdir(parents=True)
+    (run / "state.json").write_text(json.dumps(state))
+    if model:
+        (run / "round-1" / "model" / "adapter").mkdir(parents=True)
+        (run / "round-1" / "model" / "train_config.json").write_text("{}\n")
+
+
+def _questions(*rows: dict) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        _round_one_trained(work)
+        (work / "q.jsonl").write_bytes(_jsonl(list(rows)))
+
+    return setup
+
+
+EVAL_Q = {"id": "e1", "question": "What is a decorator?", "answer": "A function that wraps another."}
+
+
 CASES = [
+    # --- pickloop eval: refused before any answer is generated or anything is pushed ----------------
+    Case(
+        "eval-no-questions",
+        ("run.yaml", "key 'eval'", "no evaluation questions"),
+        "eval",
+        setup=_round_one_trained,
+    ),
+    Case(
+        "eval-one-model",
+        ("two or more models", "--models base,round-1"),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=_questions(EVAL_Q),
+        models="base",
+    ),
+    Case(
+        "eval-model-twice",
+        ("listed twice: round-1",),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=_questions(EVAL_Q),
+        models="round-1,base,round-1",
+    ),
+    Case(
+        "eval-unknown-model",
+        ("unknown model 'best'", "this run has: base, round-1"),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=_questions(EVAL_Q),
+        models="base,best",
+    ),
+    Case(
+        "eval-round-not-trained",
+        ("round-2 has no trained model", "this run has: base, round-1"),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=_questions(EVAL_Q),
+        models="base,round-2",
+    ),
+    Case(
+        "eval-round-model-gone",
+        ("the model of round-1 is gone", "pickloop round redo train"),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=lambda w: _round_one_trained(w, model=False),
+    ),
+    Case(
+        "eval-overlaps-training",
+        ("q.jsonl", "1 evaluation question(s) also in the training data", "'faq-2'"),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=_questions(EVAL_Q, {"id": "x", "question": "is python  COMPILED?"}),
+    ),
+    Case(
+        "eval-empty-questions", ("q.jsonl", "no rows"), "eval", {"eval.path": "q.jsonl"}, setup=_questions()
+    ),
+    Case(
+        "eval-bad-question-row",
+        ("q.jsonl:2", "field 'messages[0].role'"),
+        "eval",
+        {"eval.path": "q.jsonl"},
+        setup=_questions(EVAL_Q, {"messages": [{"role": "bot", "content": "hi"}]}),
+    ),
+    Case(
+        "eval-holdout-before-round-1",
+        ("run round 1 first",),
+        "eval",
+        {"eval.holdout_fraction": 0.2},
+        setup=_round_one_trained,
+    ),
+    Case(
+        "eval-two-sources",
+        ("run.yaml:", "eval.holdout_fraction", "not both"),
+        set={"eval.path": "q.jsonl", "eval.holdout_fraction": 0.2},
+    ),
+    Case(
+        "eval-holdout-out-of-range",
+        ("eval.holdout_fraction", "less than 1"),
+        set={"eval.holdout_fraction": 1.5},
+    ),
     # --- the YAML itself -------------------------------------------------------------------------
     Case("yaml-syntax", ("run.yaml:4", "not valid YAML"), yaml="run:\n  name: bad\n  seed: [0\ndata: {}\n"),
     Case("yaml-tab-indent", ("run.yaml:2", "not valid YAML"), yaml="run:\n\tname: bad\n"),
@@ -601,6 +707,8 @@ def test_bad_input_is_one_clean_error(case: Case, tmp_path: Path, not_argilla: s
     args = ["config", "check", "nope.yaml" if case.id == "config-missing" else config.name]
     if case.command == "run":
         args = ["run", config.name]
+    if case.command == "eval":
+        args = ["eval", config.name, "--models", case.models]
     proc = run_cli(args, cli_env(tmp_path, case.env), work)
     assert_one_clean_error(proc, case.expect)
     assert snapshot(work) == before, "the failed command wrote into the work folder"

@@ -115,3 +115,41 @@ def test_a_demo_that_asks_about_half_the_turns(pickloop_home: Path, tmp_path: Pa
         assert "6 asked, 6 auto-kept (0 verified)" in status
     finally:
         server.stop(pickloop_home / "argilla")
+
+
+def test_a_demo_that_ends_with_a_simulated_evaluation(pickloop_home: Path) -> None:
+    port = server.free_port()
+    try:
+        result = CliRunner().invoke(
+            cli,
+            [
+                "demo",
+                "--simulate-labelers",
+                "2",
+                "--rounds",
+                "1",
+                "--limit",
+                "20",
+                "--eval",
+                "--port",
+                str(port),
+            ],
+            catch_exceptions=False,
+        )
+    finally:
+        server.stop(pickloop_home / "argilla")
+    out = result.output
+    assert result.exit_code == 0, out
+    assert "SIMULATION: 2 simulated judges compare the answers of base, round-1 blind" in out
+    assert "(Labelers were SIMULATED in this run, and so were the judges.)" in out
+    assert "round-1: strength" in out and "vs base" in out
+    run_dir = pickloop_home / "runs" / "demo-eval-simulated"
+    held = [json.loads(line)["id"] for line in (run_dir / "eval" / "holdout.jsonl").read_text().splitlines()]
+    assert len(held) == 2  # 10% of 20
+    from datasets import load_dataset
+
+    published = load_dataset(str(run_dir / "revisions" / "round-1"), split="train")
+    assert len(published) == 18 and not set(held) & set(published["id"])
+    report = json.loads((run_dir / "eval" / "demo" / "report.json").read_text())
+    assert report["simulated"] is True and report["records"] == 2 and report["judgements"] == 4
+    assert "SIMULATION" in (run_dir / "eval" / "demo" / "report.md").read_text()

@@ -300,3 +300,23 @@ def test_stats_that_do_not_match_the_dataset_are_refused(tmp_path: Path):
     with pytest.raises(HubError, match="5 records"):
         publish_round(round_dataset(1), stats_for(3), PublishSettings(local_dir=tmp_path), run_name="t")
     assert not any(tmp_path.iterdir())
+
+
+def test_lineage_shows_the_holdout_and_the_latest_evaluation() -> None:
+    from loop.revisions import RoundStats, merge_lineage, read_lineage
+
+    first = RoundStats(1, 10, holdout={"count": 3, "fraction": 0.2, "seed": 0})
+    second = RoundStats(
+        2,
+        10,
+        holdout={"count": 3, "fraction": 0.2, "seed": 0},
+        evaluation={
+            "headline": "evaluation e-1 (2026-12-01, 6 judgements by 2 judges)",
+            "lines": ["round-1: strength +0.40"],
+        },
+    )
+    card = merge_lineage(merge_lineage("", first, None), second, None)
+    assert "3 step-1 examples held out before round 1 (`eval.holdout_fraction: 0.2`, seed 0)" in card
+    assert "### Latest evaluation e-1 (2026-12-01, 6 judgements by 2 judges)" in card
+    assert "- round-1: strength +0.40" in card
+    assert [r.evaluation for r in read_lineage(card)] == [None, second.evaluation]  # the section still parses

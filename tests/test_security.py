@@ -146,6 +146,8 @@ def blind(argilla_stack, tmp_path_factory: pytest.TempPathFactory):
         "alice_id": apis[alice.name].me()["id"],
         "bob_id": apis[bob.name].me()["id"],
         "ws_id": owner.workspace_by_name(ws)["id"],
+        "ws": ws,
+        "bob": apis[bob.name],
         "round_dir": home,
         "owner_props": owner.get(f"/api/v1/me/datasets/{result.dataset_id}/metadata-properties")["items"],
     }
@@ -181,31 +183,19 @@ def _metadatas(obj) -> list[dict]:
 def test_pull_maps_slots_back_through_the_plan(blind) -> None:
     """Argilla holds nothing about sources; the plan alone says which slot is the original."""
     owner_view = blind["records"]
-    assert all(set(r["metadata"]) == VISIBLE_META | set(HIDDEN_SCORES) for r in owner_view), "owners see scores"
+    assert all(set(r["metadata"]) == VISIBLE_META | set(HIDDEN_SCORES) for r in owner_view), (
+        "owners see scores"
+    )
     assert all(r["metadata"]["ifd_round"] == 1.125 for r in owner_view)
     assert annotate.read_plan(blind["round_dir"])[0].original_slot in schema.slot_names(K)
 
 
-def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: Path) -> None:
-    ds, alice = blind["dataset_id"], blind["alice"]
-    rec = blind["records"][0]["id"]
-    me = blind["alice_id"]
-    props = alice.get(f"/api/v1/me/datasets/{ds}/metadata-properties")["items"]
-    assert {p["name"] for p in props} == VISIBLE_META
-    own = alice.post(
-        f"/api/v1/me/datasets/{ds}/records/search", json={"query": {}}, params={"include": "responses"}
-    )["items"][0]["record"]["responses"][0]
+def _route_walk(ids: dict, own_values: dict) -> dict[tuple[str, str], list[tuple[dict | None, list]]]:
+    """Every route an annotator can call, with a body and query that reach the dataset's records."""
     search = {"query": {}}
     include = [("include", "responses"), ("include", "suggestions"), ("include", "vectors")]
-    ids = {
-        "dataset_id": ds,
-        "record_id": rec,
-        "response_id": own["id"],
-        "user_id": me,
-        "workspace_id": blind["ws_id"],
-        "provider": "huggingface",
-    }
-    walk: dict[tuple[str, str], list[tuple[dict | None, list]]] = {
+    rec = ids["record_id"]
+    return {
         ("GET", "/api/v1/version"): [(None, [])],
         ("GET", "/api/v1/status"): [(None, [])],
         ("GET", "/api/v1/settings"): [(None, [])],
@@ -239,28 +229,25 @@ def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: P
         ("GET", "/api/v1/records/{record_id}/suggestions"): [(None, [])],
         ("PUT", "/api/v1/records/{record_id}/suggestions"): [({}, [])],
         ("POST", "/api/v1/records/{record_id}/responses"): [({"status": "draft", "values": {}}, [])],
-        ("PUT", "/api/v1/responses/{response_id}"): [({"status": "submitted", "values": own["values"]}, [])],
+        ("PUT", "/api/v1/responses/{response_id}"): [({"status": "submitted", "values": own_values}, [])],
         ("POST", "/api/v1/me/responses/bulk"): [
-            ({"items": [{"record_id": rec, "status": "submitted", "values": own["values"]}]}, [])
+            ({"items": [{"record_id": rec, "status": "submitted", "values": own_values}]}, [])
         ],
         ("GET", "/api/v1/x-pickloop/info"): [(None, [])],
         ("GET", "/api/v1/x-pickloop/patches"): [(None, [])],
         ("GET", "/api/v1/x-pickloop/datasets/{dataset_id}/rankings"): [(None, [])],
     }
-    hidden = [p for p in blind["owner_props"] if p["name"] in HIDDEN_SCORES]
-    assert len(hidden) == len(HIDDEN_SCORES) and not any(p["visible_for_annotators"] for p in hidden)
-    for prop in [*props, *hidden]:  # a hidden property's id must not open its values either
-        walk.setdefault(("GET", "/api/v1/metadata-properties/{metadata_property_id}/metrics"), []).append(
-            (None, [("_id", prop["id"])])
-        )
-    routes = server_routes(tmp_path)
-    unwalked = routes - set(walk) - set(EXEMPT)
-    assert not unwalked, f"routes neither walked nor exempted: {sorted(unwalked)}"
-    assert not set(walk) - routes, "walked routes the server does not have"
 
+
+def _walk_as_annotator(
+    argilla_stack, annotator: Api, walk: dict, ids: dict, telltales: tuple[str, ...], visible_meta: set[str]
+) -> dict[str, int]:
+    """Call every route of `walk` as `annotator`; no answer may hold a telltale, the server's home,
+    another annotator's response or metadata outside `visible_meta`. Returns each route's status."""
     seen: dict[str, int] = {}
+    me = ids["user_id"]
     with httpx.Client(
-        base_url=argilla_stack.api_url, headers={"X-Argilla-Api-Key": alice.conn.api_key}
+        base_url=argilla_stack.api_url, headers={"X-Argilla-Api-Key": annotator.conn.api_key}
     ) as http:
         for (method, template), calls in walk.items():
             for body, params in calls:
@@ -273,7 +260,7 @@ def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: P
                 seen[f"{method} {template}"] = r.status_code
                 assert r.status_code < 500, (method, path, r.text[:300])
                 text = r.text
-                for word in TELLTALES + SCORE_TELLTALES:
+                for word in telltales:
                     assert word not in text, (method, path, word)
                 assert str(argilla_stack.home) not in text, (method, path, "server home")
                 if r.headers.get("content-type", "").startswith("application/json"):
@@ -281,7 +268,40 @@ def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: P
                     for resp in _responses(answer):
                         assert resp["user_id"] == me, (method, path, "another annotator's response")
                     for meta in _metadatas(answer):
-                        assert set(meta) <= VISIBLE_META, (method, path, meta)
+                        assert set(meta) <= visible_meta, (method, path, meta)
+    return seen
+
+
+def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: Path) -> None:
+    ds, alice = blind["dataset_id"], blind["alice"]
+    rec = blind["records"][0]["id"]
+    me = blind["alice_id"]
+    props = alice.get(f"/api/v1/me/datasets/{ds}/metadata-properties")["items"]
+    assert {p["name"] for p in props} == VISIBLE_META
+    own = alice.post(
+        f"/api/v1/me/datasets/{ds}/records/search", json={"query": {}}, params={"include": "responses"}
+    )["items"][0]["record"]["responses"][0]
+    ids = {
+        "dataset_id": ds,
+        "record_id": rec,
+        "response_id": own["id"],
+        "user_id": me,
+        "workspace_id": blind["ws_id"],
+        "provider": "huggingface",
+    }
+    walk = _route_walk(ids, own["values"])
+    hidden = [p for p in blind["owner_props"] if p["name"] in HIDDEN_SCORES]
+    assert len(hidden) == len(HIDDEN_SCORES) and not any(p["visible_for_annotators"] for p in hidden)
+    for prop in [*props, *hidden]:  # a hidden property's id must not open its values either
+        walk.setdefault(("GET", "/api/v1/metadata-properties/{metadata_property_id}/metrics"), []).append(
+            (None, [("_id", prop["id"])])
+        )
+    routes = server_routes(tmp_path)
+    unwalked = routes - set(walk) - set(EXEMPT)
+    assert not unwalked, f"routes neither walked nor exempted: {sorted(unwalked)}"
+    assert not set(walk) - routes, "walked routes the server does not have"
+
+    seen = _walk_as_annotator(argilla_stack, alice, walk, ids, TELLTALES + SCORE_TELLTALES, VISIBLE_META)
     # The routes that hold records answer the annotator (the check above is not vacuous) ...
     assert seen["GET /api/v1/records/{record_id}"] == 200
     assert seen["POST /api/v1/me/datasets/{dataset_id}/records/search"] == 200
@@ -297,6 +317,78 @@ def test_every_route_is_blind_for_an_annotator(blind, argilla_stack, tmp_path: P
     got = alice.get(f"/api/v1/records/{rec}")
     assert [r["user_id"] for r in got["responses"]] == [me]
     assert set(got["metadata"]) == VISIBLE_META
+
+
+EVAL_MODELS = ("base", "round-9")
+EVAL_TELLTALES = ("round-9", '"base"', "model_a", "model_b", "secret-eval-base-path")
+
+
+@pytest.fixture(scope="module")
+def blind_eval(blind, argilla_stack, tmp_path_factory: pytest.TempPathFactory):
+    """An evaluation pushed by `loop.evaluation.judging.push` into the same workspace, judged by both."""
+    from argilla_setup import pairwise
+    from loop.evaluation import judging
+    from loop.evaluation.pairs import plan_pairs
+    from loop.evaluation.questions import EvalQuestion
+
+    owner = Api(Connection(argilla_stack.api_url, argilla_stack.api_key))
+    questions = [
+        EvalQuestion(f"q{i}", [{"role": "user", "content": f"Eval question {i}?"}], "ref") for i in range(3)
+    ]
+    answers = {m: {q.id: f"answer {i} of one model" for i, q in enumerate(questions)} for m in EVAL_MODELS}
+    records = plan_pairs(questions, answers, list(EVAL_MODELS), run=blind["ws"], name="sec", seed=0, key="k")
+    pushed = judging.push(
+        owner.conn,
+        records,
+        run=blind["ws"],
+        name="sec",
+        workspace=blind["ws"],
+        min_submitted=2,
+        key="plan",
+        out=tmp_path_factory.mktemp("eval") / "push.json",
+    )
+    listed = owner.get(f"/api/v1/datasets/{pushed.dataset_id}/records", params={"limit": 50})["items"]
+    for api, verdict in ((blind["alice"], pairwise.PREFER_A), (blind["bob"], pairwise.PREFER_B)):
+        for rec in listed:
+            rankings.submit_response(api, rec["id"], {pairwise.PREFERENCE_QUESTION: {"value": verdict}})
+    return {"dataset_id": pushed.dataset_id, "records": listed, "pushed": pushed, "plan": records}
+
+
+def test_every_route_is_blind_for_an_annotator_on_an_evaluation(blind, blind_eval, argilla_stack) -> None:
+    """The evaluation dataset, walked like a round's: no route names the model behind Answer A or B,
+    nor shows the other judge's verdict."""
+    from argilla_setup import pairwise
+    from loop.evaluation import judging
+
+    ds, alice = blind_eval["dataset_id"], blind["alice"]
+    rec = blind_eval["records"][0]["id"]
+    own = alice.post(
+        f"/api/v1/me/datasets/{ds}/records/search", json={"query": {}}, params={"include": "responses"}
+    )["items"][0]["record"]["responses"][0]
+    ids = {
+        "dataset_id": ds,
+        "record_id": rec,
+        "response_id": own["id"],
+        "user_id": blind["alice_id"],
+        "workspace_id": blind["ws_id"],
+        "provider": "huggingface",
+    }
+    walk = _route_walk(ids, own["values"])
+    props = alice.get(f"/api/v1/me/datasets/{ds}/metadata-properties")["items"]
+    assert {p["name"] for p in props} == {pairwise.META_QUESTION_ID}
+    walk[("GET", "/api/v1/metadata-properties/{metadata_property_id}/metrics")] = [
+        (None, [("_id", p["id"])]) for p in props
+    ]
+    seen = _walk_as_annotator(argilla_stack, alice, walk, ids, EVAL_TELLTALES, {pairwise.META_QUESTION_ID})
+    assert seen["GET /api/v1/records/{record_id}"] == 200
+    assert seen["POST /api/v1/me/datasets/{dataset_id}/records/search"] == 200
+    assert seen["GET /api/v1/datasets/{dataset_id}/records"] == 403
+    # The owner's pull maps A/B back to models through the local plan only.
+    rows = judging.pull(
+        Connection(argilla_stack.api_url, argilla_stack.api_key), blind_eval["pushed"], blind_eval["plan"]
+    )
+    assert len(rows) == 2 * len(blind_eval["plan"])
+    assert {(r.model_a, r.model_b) for r in rows} <= {EVAL_MODELS, EVAL_MODELS[::-1]}
 
 
 def test_suggestions_do_not_point_at_the_original(blind) -> None:

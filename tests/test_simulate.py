@@ -35,3 +35,12 @@ def test_a_dataset_still_in_draft_is_not_labeled(argilla_stack, tmp_path: Path) 
 def test_a_failure_without_a_message_is_logged_by_its_type() -> None:
     assert _reason(StopIteration()) == "StopIteration"
     assert _reason(ValueError("bad")) == "ValueError: bad"
+
+
+def test_simulated_judge_prefers_the_answer_closer_to_the_reference() -> None:
+    from loop.demo.simulate import judge
+
+    ref = "Python compiles source to bytecode"
+    assert judge("it compiles to bytecode", "no idea", ref) == "a"
+    assert judge("no idea", "Python compiles source to bytecode", ref) == "b"
+    assert judge("same words", "same  WORDS", ref) == "tie"  # equal token F1 (0 and 0)

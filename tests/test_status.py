@@ -241,3 +241,23 @@ def test_a_round_with_a_review_counts_what_the_review_decided(config: Path) -> N
     paths.review_push.write_text("{}")
     row2 = run_status(Driver(load_config(config), progress=False), live=False)[1]
     assert row2.phase == "review" and row2.labeling_text().endswith(" · in review")
+
+
+def test_the_latest_evaluation_is_shown(config: Path) -> None:
+    from loop.evaluation.questions import EvalQuestion
+    from loop.evaluation.report import build_report, write_report
+    from loop.evaluation.stats import A, Judgement
+    from loop.paths import RunPaths
+
+    done(config, 1, ("train",))
+    qs = [EvalQuestion(f"q{i}", [{"role": "user", "content": "?"}], "r") for i in range(4)]
+    answers = {m: {q.id: "r" for q in qs} for m in ("base", "round-1")}
+    run = RunPaths(load_config(config).run_dir())
+    for name, winner in (("old", "base"), ("new", "round-1")):
+        js = [Judgement(q.id, winner, "round-1" if winner == "base" else "base", A, "ann") for q in qs]
+        report = build_report(name, ["base", "round-1"], qs, 4, js, answers, bootstrap=100, seed=0, simulated=True)
+        p = run.evaluation(name)
+        write_report(report, p.report_json, p.report_md, None)
+    out, _ = status(config, "--offline")
+    assert "Latest evaluation new (" in out and "4 judgements by 1 simulated judges (a SIMULATION)" in out
+    assert "round-1: strength +" in out and "vs base 100% [51%, 100%] (4W 0T 0L)" in out

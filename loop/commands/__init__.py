@@ -6,7 +6,7 @@ import click
 
 
 def register(root: click.Group) -> None:
-    from loop.commands import argilla, config, demo, model, run, seed
+    from loop.commands import argilla, config, demo, evaluate, model, run, seed
 
     root.add_command(argilla.argilla)
     root.add_command(model.model)
@@ -17,3 +17,4 @@ def register(root: click.Group) -> None:
     root.add_command(demo.demo)
     root.add_command(seed.seed_data)
     root.add_command(seed.seed_review)
+    root.add_command(evaluate.eval_command)

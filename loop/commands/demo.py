@@ -37,8 +37,21 @@ import click
     default=None,
     help="Run config (default: the packaged demo config, configs/demo.yaml).",
 )
+@click.option(
+    "--eval",
+    "evaluate",
+    is_flag=True,
+    help="Hold out 10% of the questions before round 1 and end with a blind pairwise evaluation of base "
+    "vs every round (judged by the simulated labelers with --simulate-labelers).",
+)
 def demo(
-    rounds: int | None, simulate: int, degrade: float, limit: int | None, port: int, config_path: Path | None
+    rounds: int | None,
+    simulate: int,
+    degrade: float,
+    limit: int | None,
+    port: int,
+    config_path: Path | None,
+    evaluate: bool,
 ) -> None:
     """Run the whole loop on the embedded default: Argilla, tiny model, Python FAQ, local revisions.
 
@@ -56,11 +69,26 @@ def demo(
         limit=limit,
         port=port,
         report=click.echo,
+        evaluate=evaluate,
     )
     click.echo("")
     click.echo(markdown_table(result.rows))
     click.echo(summary_line(result.rows, result.simulated))
     click.echo(f"Report: {result.report_md}")
     click.echo(f"Plot:   {result.plot_png}")
+    if result.evaluation is not None:
+        from loop.evaluation.report import headline
+
+        ev = result.evaluation.report
+        click.echo("")
+        click.echo(headline(ev) + ":")
+        for line in ev.status_lines():
+            click.echo(f"  {line}")
+        for warning in ev.warnings:
+            click.echo(f"  warning: {warning}")
+        click.echo(f"Evaluation report: {result.evaluation.paths.report_md}")
     if result.simulated:
-        click.echo("(Labelers were SIMULATED in this run.)")
+        click.echo(
+            "(Labelers were SIMULATED in this run"
+            + (", and so were the judges.)" if result.evaluation else ".)")
+        )

@@ -113,13 +113,14 @@ STATUS_COLUMNS = ("round", "next phase", "selection", "labeling", "labelers (sub
 )
 def status(config: Path, offline: bool, run_name: str | None) -> None:
     """Show each round's next phase, the turns asked and auto-kept, labeling progress (live from Argilla)
-    and published revision (with its preference pairs)."""
+    and published revision (with its preference pairs), and the latest evaluation (`pickloop eval`):
+    each model's strength and win rate against base."""
     from rich.console import Console
     from rich.table import Table
 
     from loop.config import load_config
     from loop.driver import Driver
-    from loop.status import run_status
+    from loop.status import latest_evaluation, run_status
 
     cfg = load_config(config)
     if run_name:
@@ -152,3 +153,5 @@ def status(config: Path, offline: bool, run_name: str | None) -> None:
             r.revision_text(),
         )
     Console(width=140).print(table)
+    for line in latest_evaluation(driver.run_dir):
+        click.echo(line)

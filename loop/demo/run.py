@@ -28,6 +28,7 @@ class DemoResult:
     report_md: Path
     plot_png: Path
     simulated: bool
+    evaluation: object | None = None  # loop.evaluation.run.EvalResult with `--eval`
 
 
 def demo_config_path() -> Path:
@@ -106,6 +107,7 @@ def run_demo(
     report: Reporter = print,
     progress: bool = True,
     short_answers: bool = True,
+    evaluate: bool = False,
 ) -> DemoResult:
     from argilla_setup import server
     from loop.demo.report import write_report
@@ -115,6 +117,9 @@ def run_demo(
     if rounds is not None:
         cfg.run.max_rounds = rounds
     simulated = simulate_labelers > 0
+    if evaluate:
+        # Its own run: the hold-out must be split off before round 1, so a run without it cannot be reused.
+        cfg.run.name = f"{cfg.run.name}-eval"
     if simulated:
         # Its own run (and Argilla datasets): a later demo with people never resumes a simulated run.
         cfg.run.name = f"{cfg.run.name}-simulated"
@@ -136,6 +141,21 @@ def run_demo(
                 "SIMULATION: records the simulated labelers disagree on go to a simulated reviewer "
                 "(sim-reviewer, one more labeler ranking the same way) in a review dataset of the same round."
             )
+    if evaluate:
+        if not cfg.eval.configured():
+            cfg.eval.holdout_fraction = DEMO_HOLDOUT
+        report(
+            "Evaluation: "
+            + (
+                f"{cfg.eval.holdout_fraction:.0%} of the step-1 questions are held out before round 1 and never "
+                "trained on"
+                if cfg.eval.holdout_fraction
+                else f"questions from {cfg.eval.path}"
+            )
+            + "; after the last round, base and every round's model answer them and "
+            + ("simulated judges (a SIMULATION) " if simulated else "the labelers ")
+            + "compare the answers blind, two at a time."
+        )
     references = prepare_data(cfg, fraction=fraction, limit=limit, report=report, short_answers=short_answers)
     prepare_model(cfg, report)
 
@@ -184,6 +204,9 @@ def run_demo(
     finally:
         if labelers is not None:
             labelers.stop()
+    evaluation = None
+    if evaluate:
+        evaluation = run_demo_eval(driver, cfg, info.api_url, home, references, simulated, report, progress)
     title = f"pickloop demo ({'simulated labelers' if simulated else 'human labelers'})"
     rows, md, png = write_report(driver, references, title=title)
     if labelers is not None:
@@ -191,4 +214,53 @@ def run_demo(
             driver.run_dir / "simulated_labelers.json",
             {name: vars(st) for name, st in labelers.stats.items()},
         )
-    return DemoResult(driver.run_dir, rows, md, png, simulated)
+    return DemoResult(driver.run_dir, rows, md, png, simulated, evaluation)
+
+
+DEMO_HOLDOUT = 0.1
+"""`--eval` without an `eval` section: this fraction of the step-1 questions is held out (≈17 of 175)."""
+
+
+def run_demo_eval(
+    driver, cfg: RunConfig, api_url: str, home: Path, references, simulated: bool, report, progress
+):
+    """Base against every round's model on the held-out questions; with simulated labelers, they judge
+    too (a SIMULATION: the answer with the higher token F1 against the FAQ's own answer wins)."""
+    from loop.demo.simulate import SimulatedJudges
+    from loop.evaluation.run import run_eval
+
+    models = ["base", *(f"round-{n}" for n in driver.state().finished_rounds())]
+    judges = None
+    if simulated:
+        judges = SimulatedJudges(
+            api_url,
+            home,
+            cfg.argilla.labelers,
+            references,
+            run=cfg.run.name,
+            workspace=cfg.argilla.workspace,
+            seed=cfg.run.seed,
+        )
+        report(
+            f"SIMULATION: {len(cfg.argilla.labelers)} simulated judges compare the answers of "
+            f"{', '.join(models)} blind; each prefers the answer closer to the FAQ's own (token F1; a tie when equal)."
+        )
+        judges.start()
+    try:
+        result = run_eval(
+            cfg,
+            models,
+            name="demo",
+            report=report,
+            progress=progress,
+            simulated=simulated,
+            references=references,
+        )
+    except KeyboardInterrupt:
+        if judges is not None and judges.error is not None:
+            raise PickloopError(f"the simulated judges failed: {judges.error}") from judges.error
+        raise
+    finally:
+        if judges is not None:
+            judges.stop()
+    return result

@@ -178,3 +178,47 @@ def _reason(exc: BaseException) -> str:
     """The error's type and message (some, like `StopIteration`, have an empty message)."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def judge(answer_a: str, answer_b: str, reference: str) -> str:
+    """A simulated judge's verdict: the answer with the higher token F1 against the reference; a tie
+    when both score the same."""
+    from argilla_setup.pairwise import PREFER_A, PREFER_B, PREFER_TIE
+
+    fa, fb = token_f1(answer_a, reference), token_f1(answer_b, reference)
+    if abs(fa - fb) < 1e-12:
+        return PREFER_TIE
+    return PREFER_A if fa > fb else PREFER_B
+
+
+class SimulatedJudges(SimulatedLabelers):
+    """Judge every pending record of every `<run>-eval-*` dataset until stopped: a SIMULATION for the demo
+    and tests, through the same `/api/v1/me/...` endpoints as the UI. A judge sees what people see
+    (the question, Answer A, Answer B, the question id) and the reference of that question id, which
+    people would not have."""
+
+    def round_datasets(self, api: Api) -> list[dict]:
+        prefix = f"{self.run_name}-eval-"
+        items = api.get("/api/v1/me/datasets")["items"]
+        return [ds for ds in items if ds["name"].startswith(prefix) and ds.get("status") == "ready"]
+
+    def _label_dataset(self, api: Api, name: str, dataset_id: str) -> int:
+        from argilla_setup import pairwise
+
+        sent = 0
+        while not self.stop_event.is_set():
+            records, _ = rankings.pending_records(api, dataset_id, limit=100)
+            if not records:
+                return sent
+            items = []
+            for rec in records:
+                fields = rec["fields"]
+                reference = self.references.get(rec["metadata"].get(pairwise.META_QUESTION_ID, ""), "")
+                verdict = judge(
+                    fields.get(pairwise.ANSWER_A) or "", fields.get(pairwise.ANSWER_B) or "", reference
+                )
+                self.stats[name].submitted += 1
+                self.stats[name].ties += verdict == pairwise.PREFER_TIE
+                items.append((rec["id"], {pairwise.PREFERENCE_QUESTION: {"value": verdict}}, "submitted"))
+            sent += rankings.submit_responses(api, items)
+        return sent

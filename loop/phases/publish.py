@@ -68,6 +68,8 @@ def run(ctx: RoundContext) -> Summary:
         conflicts=getattr(aggregated, "conflicts", None) if aggregated else None,
         configs=prefs.counts(),
         review=review,
+        holdout=holdout_summary(ctx),
+        evaluation=latest_evaluation(ctx),
     )
     rev = publish_round(
         ds,
@@ -81,3 +83,21 @@ def run(ctx: RoundContext) -> Summary:
     pairs = prefs.counts()["preferences"]
     ctx.report(f"round {ctx.round}: {done} {rev.revision} at {rev.url} ({pairs} preference pairs)")
     return Summary(rev.revision, rev.commit_sha, rev.url, rev.backend, prefs.counts())
+
+
+def holdout_summary(ctx: RoundContext) -> dict | None:
+    """`eval.holdout_fraction`'s split, as recorded in the run directory (None without a hold-out)."""
+    if not ctx.run.holdout.exists():
+        return None
+    count = sum(1 for line in ctx.run.holdout.read_text(encoding="utf-8").splitlines() if line.strip())
+    return {"count": count, "fraction": ctx.config.eval.holdout_fraction, "seed": ctx.config.run.seed}
+
+
+def latest_evaluation(ctx: RoundContext) -> dict | None:
+    """The run's latest `pickloop eval` result for the card (one line per model), or None."""
+    from loop.evaluation.report import headline, latest_report
+
+    report = latest_report(ctx.run.dir)
+    if report is None:
+        return None
+    return {"name": report.name, "headline": headline(report), "lines": report.status_lines()}
