@@ -106,3 +106,19 @@ def test_no_op_when_unset_or_before_from_round(seed_round, tiny_model, tmp_path)
     driver.config.data.regenerate.from_round = 3
     summary = driver.run_phase(2, "regenerate").summary
     assert summary.skipped == "round 2 is before data.regenerate.from_round (3)"
+
+
+def test_a_new_pair_never_repeats_a_held_out_evaluation_question(seed_round, tiny_model, tmp_path) -> None:  # noqa: F811
+    round_dir, template = seed_round
+    driver = make_driver(tmp_path, tiny_model, round_dir, template.path)
+    held = Example(
+        "h1",
+        [{"role": "user", "content": SEED_TARGETS[1][0]}, {"role": "assistant", "content": SEED_TARGETS[1][1]}],
+    )
+    holdout = driver.run_dir / "eval" / "holdout.jsonl"  # what eval.holdout_fraction split off
+    holdout.parent.mkdir(parents=True)
+    holdout.write_text(json.dumps({"id": held.id, "messages": held.messages}) + "\n")
+    s = driver.run_phase(2, "regenerate").summary
+    assert (s.duplicates_removed, s.added) == (3, 1)
+    rows = [json.loads(line) for line in driver.paths.round(2).regenerated.read_text().splitlines()]
+    assert [(r["question"], r["answer"]) for r in rows] == [SEED_TARGETS[3]]

@@ -3,7 +3,8 @@ trained, it writes new question-answer pairs from the documents, which join the 
 
 The documents are chunked and prompted exactly as `pickloop seed-data` does (`loop.seed`), with the
 round's model (its adapter merged in memory) as the generator. New questions that repeat one already
-in the dataset, or another new one, are dropped; ungrounded answers are dropped unless
+in the dataset, an evaluation question (`eval`: the hold-out or `eval.path`), or another new one,
+are dropped; ungrounded answers are dropped unless
 `drop_ungrounded: false`. The pairs go to `regenerated.jsonl` (ids `<chunk id>-r<round>-q<i>`, with
 seed-data's provenance columns and `round`), and `RoundContext.examples()` adds them to the round's
 examples once this phase is done: the generate, score, push and aggregate phases treat them like the
@@ -67,6 +68,7 @@ def run(ctx: RoundContext) -> Summary:
         drop_ungrounded=settings.drop_ungrounded,
     )
     questions = [next(m["content"] for m in ex.messages if m["role"] == "user") for ex in examples]
+    questions += evaluation_questions(ctx)  # a new pair must not teach an evaluation question
     done = seed_data(
         docs,
         backend,
@@ -97,3 +99,18 @@ def run(ctx: RoundContext) -> Summary:
         ungrounded_dropped=done.ungrounded_dropped,
         added=done.kept,
     )
+
+
+def evaluation_questions(ctx: RoundContext) -> list[str]:
+    """The user turns of `eval`'s questions (held out, or from `eval.path`), to keep out of training."""
+    from loop.data import load_examples
+    from loop.evaluation.questions import question_of
+
+    e = ctx.config.eval
+    if e.path is not None:
+        examples = load_examples(e.path, revision=e.revision, split=e.split, answer_optional=True)
+    elif ctx.run.holdout.exists():
+        examples = load_examples(ctx.run.holdout)
+    else:
+        return []
+    return [question_of(ex).prompt for ex in examples]
