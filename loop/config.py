@@ -606,6 +606,31 @@ def http_url_problem(value: str) -> str | None:
     return None
 
 
+def default_leaves(cls: type[BaseModel] | None = None, prefix: str = "") -> dict[str, Any]:
+    """Dotted leaf key -> its default value as `model_dump(mode="json")` spells it, for every key
+    that has one (a required section contributes its fields' defaults). The driver treats a key a
+    finished phase did not record as holding this value, so adding a setting to pickloop does not
+    make finished phases look changed."""
+    out: dict[str, Any] = {}
+    for name, field in (cls or RunConfig).model_fields.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        if field.is_required():
+            if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+                out.update(default_leaves(field.annotation, dotted))
+            continue
+        default = field.get_default(call_default_factory=True)
+        value = default.model_dump(mode="json") if isinstance(default, BaseModel) else to_jsonable_python(default)
+        out.update(flatten_leaves(dotted, value))
+    return out
+
+
+def flatten_leaves(prefix: str, value: Any) -> list[tuple[str, Any]]:
+    """(dotted key, value) for every leaf below `prefix`; an empty dict is a leaf."""
+    if isinstance(value, dict) and value:
+        return [leaf for k, v in sorted(value.items()) for leaf in flatten_leaves(f"{prefix}.{k}", v)]
+    return [(prefix, value)]
+
+
 class RunConfig(Section):
     """A whole run config (one YAML file); see `load_config`."""
 

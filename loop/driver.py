@@ -12,6 +12,7 @@ Imports no ML library: phases load theirs when they run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -20,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from loop.config import RunConfig
+from loop.config import RunConfig, flatten_leaves
 from loop.context import Reporter, RoundContext, argilla_connection, is_main_process, world_size
 from loop.errors import StateError
 from loop.paths import RunPaths
@@ -124,7 +125,12 @@ class Driver:
                 done.inputs_hash, done.keys = want, keys
                 state.save()
             elif done.inputs_hash != want:
-                raise StateError(self._changed_message(n, name, done, keys))
+                if self.changed_keys(done.keys, keys):
+                    raise StateError(self._changed_message(n, name, done, keys))
+                # Same settings (keys new to pickloop count at their default) and only the chain
+                # moved: an earlier phase adopted a new hash after an upgrade. Adopt it here too.
+                done.inputs_hash, done.keys = want, keys
+                state.save()
             return PhaseOutcome(n, name, True, 0.0, phase.summary_from(done.summary))
         self.report(f"round {n}: {name}")
         ctx = self.context(n)
@@ -176,8 +182,8 @@ class Driver:
             value: Any = dumped
             for part in dotted.split("."):
                 value = value.get(part) if isinstance(value, dict) else None
-            for leaf, v in _flatten(dotted, value):
-                out[leaf] = hashlib.sha256(json.dumps(v, sort_keys=True).encode()).hexdigest()[:12]
+            for leaf, v in flatten_leaves(dotted, value):
+                out[leaf] = _value_hash(v)
         return out
 
     def inputs_hash(self, n: int, phase: Phase, state: RunState) -> tuple[str, dict[str, str]]:
@@ -189,9 +195,19 @@ class Driver:
         body = json.dumps({"keys": keys, "round": n, "upstream": upstream}, sort_keys=True)
         return hashlib.sha256(body.encode()).hexdigest()[:16], keys
 
+    @staticmethod
+    def changed_keys(old: dict[str, str] | None, new: dict[str, str]) -> list[str]:
+        """Dotted keys whose value differs between a finished phase's record and now. A key one side
+        does not have counts as its default value (a setting added to pickloop since, or one left
+        out), so upgrading pickloop does not make a finished phase look changed."""
+        old = old or {}
+        defaults = _default_hashes()
+        return sorted(
+            k for k in set(old) | set(new) if old.get(k, defaults.get(k)) != new.get(k, defaults.get(k))
+        )
+
     def _changed_message(self, n: int, name: str, done: PhaseRecord, keys: dict[str, str]) -> str:
-        old = done.keys or {}
-        changed = sorted(k for k in set(old) | set(keys) if old.get(k) != keys.get(k))
+        changed = self.changed_keys(done.keys, keys)
         what = (
             f"config key{'s' if len(changed) > 1 else ''} {', '.join(changed)} changed since"
             if changed
@@ -204,7 +220,12 @@ class Driver:
         )
 
 
-def _flatten(prefix: str, value: Any) -> list[tuple[str, Any]]:
-    if isinstance(value, dict) and value:
-        return [leaf for k, v in sorted(value.items()) for leaf in _flatten(f"{prefix}.{k}", v)]
-    return [(prefix, value)]
+def _value_hash(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _default_hashes() -> dict[str, str]:
+    from loop.config import default_leaves
+
+    return {k: _value_hash(v) for k, v in default_leaves().items()}
