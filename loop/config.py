@@ -192,6 +192,14 @@ class GenerateSettings(Section):
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vLLM needs a GPU machine with vllm installed."
     )
+    compile: bool = Field(
+        False,
+        description=(
+            "CUDA only (ignored on CPU): decode with a static KV cache and the one-token step compiled as "
+            "CUDA graphs (torch.compile, mode reduce-overhead); the first batch of each shape pays the "
+            "compilation (tens of seconds), so it pays off on large rounds."
+        ),
+    )
 
 
     @field_validator("max_new_tokens", mode="before")
