@@ -279,8 +279,11 @@ def _prompts(tokenizer, data) -> list[list[int]]:
     ]
 
 
-def check_pickloop(sizes: Sizes, base: Path, work: Path, rows: int, kv: KV, device: dict) -> dict:
-    """`generate_candidates` as the phase runs it; each decoding batch is timed (synchronised)."""
+def check_pickloop(
+    sizes: Sizes, base: Path, work: Path, rows: int, kv: KV, device: dict, compile: bool = False
+) -> dict:
+    """`generate_candidates` as the phase runs it; each decoding batch is timed (synchronised).
+    `steady_*` leaves the first batch out (with `compile`, it pays the compilation)."""
     from loop.config import GenerateSettings
     from loop.phases import generate as phase
 
@@ -296,7 +299,9 @@ def check_pickloop(sizes: Sizes, base: Path, work: Path, rows: int, kv: KV, devi
         batches.append((len(prompts), max(map(len, prompts)), max(lengths), sum(lengths), time.perf_counter() - start))
         return out
 
-    settings = GenerateSettings(k=sizes.k, max_new_tokens=sizes.max_new_tokens, batch_size=rows // sizes.k)
+    settings = GenerateSettings(
+        k=sizes.k, max_new_tokens=sizes.max_new_tokens, batch_size=rows // sizes.k, compile=compile
+    )
     _reset_peak()
     phase._decode = timed
     try:
@@ -309,6 +314,8 @@ def check_pickloop(sizes: Sizes, base: Path, work: Path, rows: int, kv: KV, devi
     finally:
         phase._decode = decode
     seconds = sum(b[4] for b in batches)
+    steady = batches[1:] or batches
+    steady_s = sum(b[4] for b in steady)
     return _summary(
         sum(b[3] for b in batches),
         seconds,
@@ -318,6 +325,9 @@ def check_pickloop(sizes: Sizes, base: Path, work: Path, rows: int, kv: KV, devi
         rows=rows,
         batches=len(batches),
         phase_seconds=total,  # with model loading, scoring the current answers and writing parquet
+        steady_tokens_per_s=sum(b[3] for b in steady) / steady_s,
+        steady_ms_per_step=1000 * steady_s / max(1, sum(b[2] for b in steady)),
+        compile=compile,
     )
 
 
@@ -414,6 +424,8 @@ def check_naive(sizes: Sizes, model, tokenizer, kv: KV, device: dict, end_ids: l
 
 
 def check_generate(sizes: Sizes, base: Path, work: Path, device: dict, anchors: bool) -> dict:
+    import torch
+
     from loop.models import load_generation_model
     from loop.phases.generate import _end_ids
 
@@ -426,6 +438,8 @@ def check_generate(sizes: Sizes, base: Path, work: Path, device: dict, anchors: 
     for rows in sizes.rows:
         key = f"rows_{rows}"
         out[key] = {"pickloop": check_pickloop(sizes, base, work, rows, kv, device)}
+        if torch.cuda.is_available():  # generate.compile: static cache + CUDA graphs (CUDA only)
+            out[key]["pickloop_compiled"] = check_pickloop(sizes, base, work, rows, kv, device, compile=True)
         if anchors:
             out[key]["hf_generate_dynamic"] = check_hf(sizes, model, tokenizer, rows, kv, device, False, end_ids)
             out[key]["hf_generate_static"] = check_hf(sizes, model, tokenizer, rows, kv, device, True, end_ids)
@@ -442,11 +456,14 @@ def ratios(result: dict) -> dict[str, float]:
     for key, runs in gen.items():
         if not key.startswith("rows_"):
             continue
-        ours = runs["pickloop"]["tokens_per_s"]
-        out[f"generate_{key}_vs_naive"] = ours / gen["naive"]["tokens_per_s"]
-        for anchor in ("hf_generate_dynamic", "hf_generate_static"):
-            if anchor in runs:
-                out[f"generate_{key}_vs_{anchor}"] = ours / runs[anchor]["tokens_per_s"]
+        for variant in ("pickloop", "pickloop_compiled"):
+            if variant not in runs:
+                continue
+            ours = runs[variant]["tokens_per_s"]
+            out[f"generate_{key}_{variant}_vs_naive"] = ours / gen["naive"]["tokens_per_s"]
+            for anchor in ("hf_generate_dynamic", "hf_generate_static"):
+                if anchor in runs:
+                    out[f"generate_{key}_{variant}_vs_{anchor}"] = ours / runs[anchor]["tokens_per_s"]
     train = result.get("train", {})
     if "pickloop" in train and "trl_baseline" in train:
         out["train_vs_trl_baseline"] = train["pickloop"]["tokens_per_s"] / train["trl_baseline"]["tokens_per_s"]

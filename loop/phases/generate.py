@@ -363,7 +363,8 @@ def _decode(
     mask = torch.zeros(n, length, dtype=prompt_mask.dtype, device=device)
     mask[:, :width] = prompt_mask
     positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
-    extra = {"cache_position": torch.arange(width, device=device)} if plan.static else {}
+    cache_positions = torch.arange(length, device=device)  # sliced each step: no host-to-device copy
+    extra = {"cache_position": cache_positions[:width]} if plan.static else {}
     logits = model(
         input_ids=ids,
         attention_mask=mask if plan.static else prompt_mask,
@@ -421,7 +422,7 @@ def _decode(
                 attention_mask=mask,
                 position_ids=position[:, None],
                 past_key_values=cache,
-                cache_position=torch.tensor([width + step], device=device),
+                cache_position=cache_positions[width + step : width + step + 1],
             ).logits[:, -1].clone()
         else:
             logits = step_call(
