@@ -132,7 +132,10 @@ def device_info(bandwidth: float | None, tflops: float | None) -> dict:
         name = torch.cuda.get_device_name()
         known = next(((bw, fl) for key, bw, fl in KNOWN_DEVICES if key.lower() in name.lower()), (None, None))
     else:
-        name, known = f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)", (None, None)
+        name, known = (
+            f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+            (None, None),
+        )
     bw = bandwidth if bandwidth is not None else known[0]
     fl = tflops if tflops is not None else known[1]
     return {
@@ -296,7 +299,9 @@ def check_pickloop(
         out = decode(model, prompts, *args, **kwargs)
         _sync()
         lengths = [len(tokens) for tokens, _ in out]
-        batches.append((len(prompts), max(map(len, prompts)), max(lengths), sum(lengths), time.perf_counter() - start))
+        batches.append(
+            (len(prompts), max(map(len, prompts)), max(lengths), sum(lengths), time.perf_counter() - start)
+        )
         return out
 
     settings = GenerateSettings(
@@ -433,7 +438,11 @@ def check_generate(sizes: Sizes, base: Path, work: Path, device: dict, anchors: 
     model, tokenizer = load_generation_model(base)
     kv = KV(model)
     end_ids = _end_ids(model, tokenizer)
-    out["model"] = {"parameters": kv.params, "parameter_bytes": kv.param_bytes, "kv_bytes_per_token": kv.per_token}
+    out["model"] = {
+        "parameters": kv.params,
+        "parameter_bytes": kv.param_bytes,
+        "kv_bytes_per_token": kv.per_token,
+    }
     out["naive"] = check_naive(sizes, model, tokenizer, kv, device, end_ids)
     for rows in sizes.rows:
         key = f"rows_{rows}"
@@ -441,8 +450,12 @@ def check_generate(sizes: Sizes, base: Path, work: Path, device: dict, anchors: 
         if torch.cuda.is_available():  # generate.compile: static cache + CUDA graphs (CUDA only)
             out[key]["pickloop_compiled"] = check_pickloop(sizes, base, work, rows, kv, device, compile=True)
         if anchors:
-            out[key]["hf_generate_dynamic"] = check_hf(sizes, model, tokenizer, rows, kv, device, False, end_ids)
-            out[key]["hf_generate_static"] = check_hf(sizes, model, tokenizer, rows, kv, device, True, end_ids)
+            out[key]["hf_generate_dynamic"] = check_hf(
+                sizes, model, tokenizer, rows, kv, device, False, end_ids
+            )
+            out[key]["hf_generate_static"] = check_hf(
+                sizes, model, tokenizer, rows, kv, device, True, end_ids
+            )
     return out
 
 
@@ -466,7 +479,9 @@ def ratios(result: dict) -> dict[str, float]:
                     out[f"generate_{key}_{variant}_vs_{anchor}"] = ours / runs[anchor]["tokens_per_s"]
     train = result.get("train", {})
     if "pickloop" in train and "trl_baseline" in train:
-        out["train_vs_trl_baseline"] = train["pickloop"]["tokens_per_s"] / train["trl_baseline"]["tokens_per_s"]
+        out["train_vs_trl_baseline"] = (
+            train["pickloop"]["tokens_per_s"] / train["trl_baseline"]["tokens_per_s"]
+        )
     return out
 
 
@@ -508,7 +523,10 @@ def _print(result: dict) -> None:
     print(f"device: {dev['name']}  bandwidth {dev['bandwidth_bytes_s']}  peak {dev['peak_flops']}")
     gen = result["generate"]
     rows = [("naive", gen["naive"])] + [
-        (f"{key} {name}", run) for key, runs in gen.items() if key.startswith("rows_") for name, run in runs.items()
+        (f"{key} {name}", run)
+        for key, runs in gen.items()
+        if key.startswith("rows_")
+        for name, run in runs.items()
     ]
     print(f"{'generate':40} {'tok/s':>10} {'ms/step':>9} {'% bw bound':>10} {'peak GiB':>9}")
     for name, run in rows:

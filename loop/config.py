@@ -189,6 +189,16 @@ class GenerateSettings(Section):
     batch_size: int = Field(
         32, ge=1, description="Questions decoded together, each with its K candidates (batch_size x K rows)."
     )
+    batch_tokens: int | None = Field(
+        65536,
+        ge=1,
+        description=(
+            "Token budget of one decoding batch: rows x (longest prompt + max_new_tokens), the KV cache it "
+            "can fill. Questions are sorted by length and a batch ends at batch_size questions or at this "
+            "budget, whichever comes first, so a few long multi-turn contexts do not pad a whole batch; a "
+            "question over the budget is decoded alone. null: batch_size only."
+        ),
+    )
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vLLM needs a GPU machine with vllm installed."
     )

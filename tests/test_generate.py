@@ -337,7 +337,9 @@ def test_every_decode_plan_gives_the_same_candidates(trained_round) -> None:  # 
 
     def run(plan):
         with torch.inference_mode():
-            return _decode(model, [p for p, _ in rows], [s for _, s in rows], seeds, new, end_ids, tok.pad_token_id, plan)
+            return _decode(
+                model, [p for p, _ in rows], [s for _, s in rows], seeds, new, end_ids, tok.pad_token_id, plan
+            )
 
     cpu = run(DecodePlan())
     lengths = sorted({len(tokens) for tokens, _ in cpu})
@@ -362,3 +364,22 @@ def test_every_decode_plan_gives_the_same_candidates(trained_round) -> None:  # 
             assert len(tokens) == new or tokens[-1] in end_ids
             if tokens == expected:
                 assert lp == pytest.approx(expected_lp, abs=1e-4)
+
+
+def test_batches_follow_the_token_budget_not_only_the_row_count() -> None:
+    """One long multi-turn context pads a few short ones (its budget), not 31."""
+    from loop.phases.generate import decode_batches
+
+    lengths = [40] * 31 + [3900]
+    expected = [0] * 32
+    old = decode_batches(lengths, expected, 4, 128, 32, None)
+    assert old == [[31, *range(31)]], "without a budget: batch_size questions"
+    batches = decode_batches(lengths, expected, 4, 128, 32, 65536)
+    assert batches[0] == [31, 0, 1, 2], "4 questions x 4 rows x (3900 + 128) tokens fit 65536"
+    assert batches[1] == list(range(3, 31)), "the short ones together: 28 x 4 x 168 tokens"
+    for batch in batches:
+        width = max(lengths[i] for i in batch) + 128
+        assert len(batch) == 1 or len(batch) * 4 * width <= 65536
+        assert len(batch) <= 32
+    assert decode_batches([10] * 8, [0] * 8, 4, 16, 3, 10**9) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert decode_batches([10] * 4, [0] * 4, 4, 16, 32, 4 * 26 * 2) == [[0, 1], [2, 3]]

@@ -44,7 +44,10 @@ def test_tiny_gpu_check_writes_positive_numbers(tmp_path: Path) -> None:
         assert train["examples"] == gpu_check.TINY.train_examples
         for key in ("tokens", "tokens_per_s", "s_per_step", "mfu_pct", "peak_memory_gib"):
             assert train[key] > 0, key
-    assert set(result["ratios"]) >= {"train_vs_trl_baseline", f"generate_rows_{gpu_check.TINY.rows[-1]}_pickloop_vs_naive"}
+    assert set(result["ratios"]) >= {
+        "train_vs_trl_baseline",
+        f"generate_rows_{gpu_check.TINY.rows[-1]}_pickloop_vs_naive",
+    }
     assert all(v > 0 for v in result["ratios"].values())
 
 

@@ -264,15 +264,22 @@ def _generate_transformers(
 ) -> list[list[Generated]]:
     """`[spec][prompt]` completions (end-of-turn token kept when the model emitted one) and scores.
 
-    One decoding batch holds `batch_size` prompts with all their K candidates (greedy and sampled rows
-    side by side), grouped by prompt length (less padding) and current answer length."""
+    One decoding batch holds up to `batch_size` prompts with all their K candidates (greedy and sampled
+    rows side by side) within `batch_tokens`, grouped by prompt length (less padding) and current
+    answer length (`decode_batches`)."""
     import torch
     from tqdm.auto import tqdm
 
     end_ids = _end_ids(model, tokenizer)
     plan = DecodePlan.for_device(model.device, compile=settings.compile)
-    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), -expected_lengths[i]))
-    batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    batches = decode_batches(
+        [len(p) for p in prompts],
+        expected_lengths,
+        len(specs),
+        settings.max_new_tokens,
+        settings.batch_size,
+        settings.batch_tokens,
+    )
     result: list[list[Generated]] = [[([], None) for _ in prompts] for _ in specs]
     with torch.inference_mode(), tqdm(total=len(prompts), desc="candidates", disable=not progress) as bar:
         for batch in batches:
@@ -323,6 +330,32 @@ class DecodePlan:
 
 STATIC_BUCKET = 256
 """A static cache's length is rounded up to a multiple of this, so batches share compiled graphs."""
+
+
+def decode_batches(
+    prompt_lengths: Sequence[int],
+    expected_lengths: Sequence[int],
+    k: int,
+    max_new_tokens: int,
+    batch_size: int,
+    batch_tokens: int | None,
+) -> list[list[int]]:
+    """Prompt indices per decoding batch, longest prompts first: at most `batch_size` prompts, and
+    `k` rows per prompt x (longest prompt + `max_new_tokens`) within `batch_tokens` (a prompt over the
+    budget goes alone). Padding is to the batch's longest prompt, so one 4k-token context costs its own
+    batch, not 128 rows of 4k."""
+    order = sorted(range(len(prompt_lengths)), key=lambda i: (-prompt_lengths[i], -expected_lengths[i]))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            width = prompt_lengths[batch[0]] + max_new_tokens  # the first is the longest
+            fits = batch_tokens is None or (len(batch) + 1) * k * width <= batch_tokens
+            if len(batch) < batch_size and fits:
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
 
 
 def _decode(
@@ -408,22 +441,34 @@ def _decode(
             if not plan.static and left < len(live) and (len(live) - left) >= plan.compact_at * len(live):
                 keep = alive.nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
-                live, tokens, mask, position, alive = live[keep], tokens[keep], mask[keep], position[keep], alive[keep]
+                live, tokens, mask, position, alive = (
+                    live[keep],
+                    tokens[keep],
+                    mask[keep],
+                    position[keep],
+                    alive[keep],
+                )
                 temperature, top_p, row_seed = temperature[keep], top_p[keep], row_seed[keep]
                 greedy = [greedy[i] for i in keep.tolist()]
-                sampled = torch.tensor([i for i, g in enumerate(greedy) if not g], dtype=torch.int64, device=device)
+                sampled = torch.tensor(
+                    [i for i, g in enumerate(greedy) if not g], dtype=torch.int64, device=device
+                )
         mask[:, width + step] = 1
         position = position + 1
         if plan.static:
             if plan.compile:
                 torch.compiler.cudagraph_mark_step_begin()
-            logits = step_call(
-                input_ids=tokens[:, None],
-                attention_mask=mask,
-                position_ids=position[:, None],
-                past_key_values=cache,
-                cache_position=cache_positions[width + step : width + step + 1],
-            ).logits[:, -1].clone()
+            logits = (
+                step_call(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=position[:, None],
+                    past_key_values=cache,
+                    cache_position=cache_positions[width + step : width + step + 1],
+                )
+                .logits[:, -1]
+                .clone()
+            )
         else:
             logits = step_call(
                 input_ids=tokens[:, None],
@@ -453,6 +498,7 @@ def _draw_sorted(logits, temperature, top_p, u):
     keep = (top.cumsum(-1) - top) < top_p[:, None]
     keep[:, 0] = True
     return idx.gather(-1, _inverse_cdf(top * keep, u)).squeeze(-1)
+
 
 def _draw(logits, temperature, top_p, u, k: int = 256):
     """One token per row from temperature + top-p sampling (the distribution of transformers' warpers,
@@ -677,7 +723,8 @@ def _capped(turns, budget: int, stats: dict[str, int]):
 def _answer_ids(turns, tokenizer) -> list[list[int]]:
     """Each turn's current answer as token ids + end of turn, tokenized once for sizing and scoring."""
     return [
-        tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]
+        + [tokenizer.eos_token_id]
         for ex, _, idx, _ in turns
     ]
 
