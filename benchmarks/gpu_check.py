@@ -4,8 +4,9 @@ No network: the model is a randomly initialised Qwen2.5-0.5B-Instruct architectu
 vocabulary 151,936) built from its config; the tokenizer is the project's tiny BPE trained on the demo
 FAQ (ids beyond its vocabulary decode to nothing, which changes no timing). It runs
 
-- train: `loop.phases.train.train_round` on 512 examples (1 epoch, pickloop's defaults), and a bare TRL
-  `SFTTrainer` with the same settings as the baseline;
+- train: `loop.phases.train.train_round` on 512 examples (1 epoch, pickloop's defaults; and with
+  `train.batch_tokens`, packed padding-free steps), and a bare TRL `SFTTrainer` with the same settings
+  as the baseline;
 - generate: `loop.phases.generate.generate_candidates` on 128 questions x K=4 x 128 new tokens at 128
   and 256 rows per batch; the naive baseline (one HF `generate` per question per candidate) on a few
   questions; and plain HF `generate` on the same rows with the default cache and with
@@ -73,10 +74,11 @@ class Sizes:
     max_new_tokens: int
     rows: tuple[int, ...]
     naive_questions: int
+    train_batch_tokens: int  # train.batch_tokens of the packed (padding-free) training variant
 
 
-REAL = Sizes(896, 4864, 24, 14, 2, 151_936, 512, 128, 4, 128, (128, 256), 2)
-TINY = Sizes(64, 128, 2, 4, 2, 4000, 16, 8, 4, 12, (8, 16), 1)
+REAL = Sizes(896, 4864, 24, 14, 2, 151_936, 512, 128, 4, 128, (128, 256), 2, 8192)
+TINY = Sizes(64, 128, 2, 4, 2, 4000, 16, 8, 4, 12, (8, 16), 1, 2048)
 
 
 # ---------------------------------------------------------------------------------------------- setup
@@ -239,10 +241,13 @@ def check_train(sizes: Sizes, base: Path, work: Path, device: dict) -> dict:
             "peak_memory_gib": _peak_gib(),
         }
 
-    _reset_peak()
-    result = train_round(data, settings, TrainSettings(sft=sft), work / "round", seed=0, progress=False)
-    steps = max((loss["step"] for loss in result.losses), default=1)
-    record("pickloop", result.runtime_s, steps)
+    for name, budget in (("pickloop", None), ("pickloop_batch_tokens", sizes.train_batch_tokens)):
+        _reset_peak()
+        train = TrainSettings(sft=sft, batch_tokens=budget)
+        result = train_round(data, settings, train, work / name, seed=0, progress=False)
+        steps = max((loss["step"] for loss in result.losses), default=1)
+        record(name, result.runtime_s, steps)
+        out[name]["batch_tokens"] = budget
 
     _reset_peak()
     args = SFTConfig(output_dir=str(work / "bare"), seed=0, **{**_sft_defaults(), **sft})
@@ -478,10 +483,11 @@ def ratios(result: dict) -> dict[str, float]:
                 if anchor in runs:
                     out[f"generate_{key}_{variant}_vs_{anchor}"] = ours / runs[anchor]["tokens_per_s"]
     train = result.get("train", {})
-    if "pickloop" in train and "trl_baseline" in train:
-        out["train_vs_trl_baseline"] = (
-            train["pickloop"]["tokens_per_s"] / train["trl_baseline"]["tokens_per_s"]
-        )
+    for variant in ("pickloop", "pickloop_batch_tokens"):
+        if variant in train and "trl_baseline" in train:
+            out[f"train_{variant}_vs_trl_baseline"] = (
+                train[variant]["tokens_per_s"] / train["trl_baseline"]["tokens_per_s"]
+            )
     return out
 
 

@@ -39,13 +39,14 @@ def test_tiny_gpu_check_writes_positive_numbers(tmp_path: Path) -> None:
             assert run[key] > 0, key
     expected = gpu_check.TINY.questions * gpu_check.TINY.k * gpu_check.TINY.max_new_tokens
     assert gen[f"rows_{gpu_check.TINY.rows[0]}"]["hf_generate_dynamic"]["tokens"] <= expected
-    for name in ("pickloop", "trl_baseline"):
+    assert result["train"]["pickloop_batch_tokens"]["batch_tokens"] == gpu_check.TINY.train_batch_tokens
+    for name in ("pickloop", "pickloop_batch_tokens", "trl_baseline"):
         train = result["train"][name]
         assert train["examples"] == gpu_check.TINY.train_examples
         for key in ("tokens", "tokens_per_s", "s_per_step", "mfu_pct", "peak_memory_gib"):
             assert train[key] > 0, key
     assert set(result["ratios"]) >= {
-        "train_vs_trl_baseline",
+        "train_pickloop_batch_tokens_vs_trl_baseline",
         f"generate_rows_{gpu_check.TINY.rows[-1]}_pickloop_vs_naive",
     }
     assert all(v > 0 for v in result["ratios"].values())

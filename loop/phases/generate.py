@@ -723,8 +723,7 @@ def _capped(turns, budget: int, stats: dict[str, int]):
 def _answer_ids(turns, tokenizer) -> list[list[int]]:
     """Each turn's current answer as token ids + end of turn, tokenized once for sizing and scoring."""
     return [
-        tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"]
-        + [tokenizer.eos_token_id]
+        tokenizer(ex.messages[idx]["content"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
         for ex, _, idx, _ in turns
     ]
 
