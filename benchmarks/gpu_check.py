@@ -77,7 +77,7 @@ class Sizes:
     train_batch_tokens: int  # train.batch_tokens of the packed (padding-free) training variant
 
 
-REAL = Sizes(896, 4864, 24, 14, 2, 151_936, 512, 128, 4, 128, (128, 256), 2, 8192)
+REAL = Sizes(896, 4864, 24, 14, 2, 151_936, 512, 128, 4, 128, (128, 256), 2, 4096)
 TINY = Sizes(64, 128, 2, 4, 2, 4000, 16, 8, 4, 12, (8, 16), 1, 2048)
 
 

@@ -74,6 +74,14 @@ class ModelSettings(Section):
         "auto", description="Weights dtype; float32 on CPU."
     )
     trust_remote_code: bool = Field(False, description="Passed to `from_pretrained`.")
+    attn_implementation: str | None = Field(
+        None,
+        description=(
+            "Passed to `from_pretrained` (none: transformers' default, SDPA). flash_attention_2 (with "
+            "flash-attn installed) trains the packed rows of train.batch_tokens without the block mask "
+            "SDPA needs, whose cost grows with the square of the row."
+        ),
+    )
     cpu_threads: int | None = Field(
         None,
         ge=1,
