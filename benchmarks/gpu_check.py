@@ -498,10 +498,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--bandwidth", type=float, help="Memory bandwidth in TB/s (default: the device table).")
     p.add_argument("--peak-tflops", type=float, help="Peak dense bf16 TFLOPS (default: the device table).")
     p.add_argument("--rows", type=str, help="Rows per decoding batch, comma-separated (default 128,256).")
+    p.add_argument(
+        "--threads", type=int, help="torch CPU threads (default: 1 with --tiny, torch's default otherwise)."
+    )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-anchors", action="store_true", help="No plain HF generate anchors.")
     a = p.parse_args(argv)
     sizes = TINY if a.tiny else REAL
+    threads = a.threads or (1 if a.tiny else None)
+    if threads:  # on a small shared CPU, idle torch threads spin-wait for busy cores
+        import torch
+
+        torch.set_num_threads(threads)
     if a.rows:
         from dataclasses import replace
 

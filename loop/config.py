@@ -169,8 +169,9 @@ class TrainSettings(Section):
             "Token budget of one training step per device, instead of a count of padded examples: examples "
             "are packed (TRL packing, best-fit decreasing, padding-free with position ids) into one row of at "
             "most this many tokens per step; conversations are still windowed to sft.max_length. Fewer, "
-            "fuller steps: on a GPU far more tokens/s (try 16384); set the learning rate for the larger "
-            "batch. null: sft.per_device_train_batch_size examples, padded."
+            "fuller steps for a GPU (try 4096-16384, and a learning rate for the larger batch); on CPU it "
+            "is slower (SDPA masks a packed row at quadratic cost). null: sft.per_device_train_batch_size "
+            "examples, padded."
         ),
     )
 
