@@ -207,7 +207,7 @@ def _summary(tokens: int, seconds: float, steps: int, bytes_read: float, device:
 # ---------------------------------------------------------------------------------------------- train
 
 
-def check_train(sizes: Sizes, base: Path, work: Path, device: dict) -> dict:
+def check_train(sizes: Sizes, base: Path, work: Path, device: dict, params: int) -> dict:
     """pickloop's `train_round` and a bare TRL `SFTTrainer` (same settings) on the same examples."""
     import torch
     from peft import LoraConfig
@@ -225,7 +225,6 @@ def check_train(sizes: Sizes, base: Path, work: Path, device: dict) -> dict:
     tokenizer = load_tokenizer(base, settings)
     max_length = _sft_defaults()["max_length"]
     tokens = sum(len(r["input_ids"]) for r in window_examples(data, tokenizer, max_length).rows)
-    params = sum(p.numel() for p in AutoModelForCausalLM.from_config(_config(base)).parameters())
     out = {}
 
     def record(name: str, seconds: float, steps: int) -> None:
@@ -266,12 +265,6 @@ def check_train(sizes: Sizes, base: Path, work: Path, device: dict) -> dict:
     del trainer, model
     torch.cuda.empty_cache() if torch.cuda.is_available() else None
     return out
-
-
-def _config(base: Path):
-    from transformers import AutoConfig
-
-    return AutoConfig.from_pretrained(str(base))
 
 
 # ---------------------------------------------------------------------------------------------- generate
@@ -433,7 +426,9 @@ def check_naive(sizes: Sizes, model, tokenizer, kv: KV, device: dict, end_ids: l
     )
 
 
-def check_generate(sizes: Sizes, base: Path, work: Path, device: dict, anchors: bool) -> dict:
+def check_generate(
+    sizes: Sizes, base: Path, work: Path, device: dict, anchors: bool, compiled: bool = True
+) -> dict:
     import torch
 
     from loop.models import load_generation_model
@@ -452,7 +447,7 @@ def check_generate(sizes: Sizes, base: Path, work: Path, device: dict, anchors: 
     for rows in sizes.rows:
         key = f"rows_{rows}"
         out[key] = {"pickloop": check_pickloop(sizes, base, work, rows, kv, device)}
-        if torch.cuda.is_available():  # generate.compile: static cache + CUDA graphs (CUDA only)
+        if compiled and torch.cuda.is_available():  # generate.compile: static cache + CUDA graphs
             out[key]["pickloop_compiled"] = check_pickloop(sizes, base, work, rows, kv, device, compile=True)
         if anchors:
             out[key]["hf_generate_dynamic"] = check_hf(
@@ -503,6 +498,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--skip-train", action="store_true")
     p.add_argument("--skip-anchors", action="store_true", help="No plain HF generate anchors.")
+    p.add_argument("--skip-compiled", action="store_true", help="No generate.compile variant (CUDA).")
     a = p.parse_args(argv)
     sizes = TINY if a.tiny else REAL
     threads = a.threads or (1 if a.tiny else None)
@@ -521,9 +517,12 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(tmp)
         texts = [m["content"] for ex in examples(175) for m in ex.messages]
         base = build_model(sizes, work / "model", texts)
-        result["generate"] = check_generate(sizes, base, work, device, not a.skip_anchors)
+        result["generate"] = check_generate(
+            sizes, base, work, device, not a.skip_anchors, not a.skip_compiled
+        )
         if not a.skip_train:
-            result["train"] = check_train(sizes, base, work, device)
+            params = result["generate"]["model"]["parameters"]
+            result["train"] = check_train(sizes, base, work, device, params)
     result["ratios"] = ratios(result)
     result["wall_s"] = time.perf_counter() - started
     a.out.mkdir(parents=True, exist_ok=True)
