@@ -383,3 +383,33 @@ def test_batches_follow_the_token_budget_not_only_the_row_count() -> None:
         assert len(batch) <= 32
     assert decode_batches([10] * 8, [0] * 8, 4, 16, 3, 10**9) == [[0, 1, 2], [3, 4, 5], [6, 7]]
     assert decode_batches([10] * 4, [0] * 4, 4, 16, 32, 4 * 26 * 2) == [[0, 1], [2, 3]]
+
+
+@pytest.mark.slow  # torch.compile takes a minute on 2 cores
+def test_the_compiled_decoder_gives_the_same_tokens(tmp_path: Path) -> None:
+    """`generate.compile`'s path (static cache, compiled one-token step) runs on CPU as well (without
+    CUDA graphs), so its inputs and cache handling are checked here, not first on a GPU."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from loop.phases.generate import DecodePlan, _decode
+
+    config = Qwen2Config(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).eval()
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    specs = [SampleSpec("greedy"), SampleSpec("sample", 1.0, 0.9, 1), SampleSpec("sample", 0.7, 0.95, 2)]
+    args = (prompts, specs, [0, 11, 12], 20, [3], 0)
+    with torch.inference_mode():
+        eager = _decode(model, *args, plan=DecodePlan(check_every=4, static=True))
+        compiled = _decode(model, *args, plan=DecodePlan(check_every=4, static=True, compile=True))
+    assert [t for t, _ in compiled] == [t for t, _ in eager]
+    assert [lp for _, lp in compiled] == pytest.approx([lp for _, lp in eager], abs=1e-4)
