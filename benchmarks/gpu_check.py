@@ -427,14 +427,23 @@ def check_naive(sizes: Sizes, model, tokenizer, kv: KV, device: dict, end_ids: l
 
 
 def check_generate(
-    sizes: Sizes, base: Path, work: Path, device: dict, anchors: bool, compiled: bool = True
+    sizes: Sizes,
+    base: Path,
+    work: Path,
+    device: dict,
+    anchors: bool,
+    compiled: bool = True,
+    out: dict | None = None,
+    save=lambda: None,
 ) -> dict:
+    """Every generation measurement into `out`, saved after each; one that fails is recorded as its
+    error and the others still run (a device check must not lose its minutes to one variant)."""
     import torch
 
     from loop.models import load_generation_model
     from loop.phases.generate import _end_ids
 
-    out: dict = {}
+    out = {} if out is None else out
     model, tokenizer = load_generation_model(base)
     kv = KV(model)
     end_ids = _end_ids(model, tokenizer)
@@ -443,20 +452,32 @@ def check_generate(
         "parameter_bytes": kv.param_bytes,
         "kv_bytes_per_token": kv.per_token,
     }
-    out["naive"] = check_naive(sizes, model, tokenizer, kv, device, end_ids)
+    out["naive"] = _guarded(check_naive, sizes, model, tokenizer, kv, device, end_ids)
+    save()
     for rows in sizes.rows:
-        key = f"rows_{rows}"
-        out[key] = {"pickloop": check_pickloop(sizes, base, work, rows, kv, device)}
-        if compiled and torch.cuda.is_available():  # generate.compile: static cache + CUDA graphs
-            out[key]["pickloop_compiled"] = check_pickloop(sizes, base, work, rows, kv, device, compile=True)
+        runs = out[f"rows_{rows}"] = {}
+        runs["pickloop"] = _guarded(check_pickloop, sizes, base, work, rows, kv, device)
+        save()
         if anchors:
-            out[key]["hf_generate_dynamic"] = check_hf(
-                sizes, model, tokenizer, rows, kv, device, False, end_ids
+            for name, static in (("hf_generate_dynamic", False), ("hf_generate_static", True)):
+                runs[name] = _guarded(check_hf, sizes, model, tokenizer, rows, kv, device, static, end_ids)
+                save()
+        if compiled and torch.cuda.is_available():  # generate.compile: static cache + CUDA graphs
+            runs["pickloop_compiled"] = _guarded(
+                check_pickloop, sizes, base, work, rows, kv, device, compile=True
             )
-            out[key]["hf_generate_static"] = check_hf(
-                sizes, model, tokenizer, rows, kv, device, True, end_ids
-            )
+            save()
     return out
+
+
+def _guarded(check, *args, **kwargs) -> dict:
+    try:
+        return check(*args, **kwargs)
+    except Exception as exc:  # recorded in the JSON; the other measurements go on
+        import traceback
+
+        traceback.print_exc()
+        return {"error": f"{type(exc).__name__}: {exc}"[:2000]}
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -470,16 +491,17 @@ def ratios(result: dict) -> dict[str, float]:
         if not key.startswith("rows_"):
             continue
         for variant in ("pickloop", "pickloop_compiled"):
-            if variant not in runs:
+            if "tokens_per_s" not in runs.get(variant, {}):
                 continue
             ours = runs[variant]["tokens_per_s"]
-            out[f"generate_{key}_{variant}_vs_naive"] = ours / gen["naive"]["tokens_per_s"]
+            if "tokens_per_s" in gen.get("naive", {}):
+                out[f"generate_{key}_{variant}_vs_naive"] = ours / gen["naive"]["tokens_per_s"]
             for anchor in ("hf_generate_dynamic", "hf_generate_static"):
-                if anchor in runs:
+                if "tokens_per_s" in runs.get(anchor, {}):
                     out[f"generate_{key}_{variant}_vs_{anchor}"] = ours / runs[anchor]["tokens_per_s"]
     train = result.get("train", {})
     for variant in ("pickloop", "pickloop_batch_tokens"):
-        if variant in train and "trl_baseline" in train:
+        if "tokens_per_s" in train.get(variant, {}) and "tokens_per_s" in train.get("trl_baseline", {}):
             out[f"train_{variant}_vs_trl_baseline"] = (
                 train[variant]["tokens_per_s"] / train["trl_baseline"]["tokens_per_s"]
             )
@@ -517,16 +539,21 @@ def main(argv: list[str] | None = None) -> dict:
         work = Path(tmp)
         texts = [m["content"] for ex in examples(175) for m in ex.messages]
         base = build_model(sizes, work / "model", texts)
-        result["generate"] = check_generate(
-            sizes, base, work, device, not a.skip_anchors, not a.skip_compiled
+        a.out.mkdir(parents=True, exist_ok=True)
+
+        def save() -> None:  # after every measurement: a run cut short keeps what it measured
+            result["ratios"] = ratios(result)
+            result["wall_s"] = time.perf_counter() - started
+            (a.out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+
+        result["generate"] = {}
+        check_generate(
+            sizes, base, work, device, not a.skip_anchors, not a.skip_compiled, result["generate"], save
         )
         if not a.skip_train:
             params = result["generate"]["model"]["parameters"]
-            result["train"] = check_train(sizes, base, work, device, params)
-    result["ratios"] = ratios(result)
-    result["wall_s"] = time.perf_counter() - started
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "gpu_check.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            result["train"] = _guarded(check_train, sizes, base, work, device, params)
+    save()
     _print(result)
     return result
 
@@ -535,7 +562,7 @@ def _print(result: dict) -> None:
     dev = result["device"]
     print(f"device: {dev['name']}  bandwidth {dev['bandwidth_bytes_s']}  peak {dev['peak_flops']}")
     gen = result["generate"]
-    rows = [("naive", gen["naive"])] + [
+    rows = [("naive", gen.get("naive", {}))] + [
         (f"{key} {name}", run)
         for key, runs in gen.items()
         if key.startswith("rows_")
@@ -543,12 +570,20 @@ def _print(result: dict) -> None:
     ]
     print(f"{'generate':40} {'tok/s':>10} {'ms/step':>9} {'% bw bound':>10} {'peak GiB':>9}")
     for name, run in rows:
+        if "tokens_per_s" not in run:
+            print(f"{name:40} {run.get('error', 'not run')}")
+            continue
         pct = run["pct_of_bandwidth_bound"]
         print(
             f"{name:40} {run['tokens_per_s']:10.1f} {run['ms_per_step']:9.2f} "
             f"{'-' if pct is None else f'{pct:.2f}':>10} {run['peak_memory_gib']:9.2f}"
         )
-    for name, run in result.get("train", {}).items():
+    train = result.get("train", {})
+    if "error" in train:
+        print(f"train: {train['error']}")
+    for name, run in train.items():
+        if not isinstance(run, dict):
+            continue
         mfu = run["mfu_pct"]
         print(
             f"train {name:34} {run['tokens_per_s']:10.1f} tok/s, {run['s_per_step']:.3f} s/step, "

@@ -56,3 +56,16 @@ def test_device_table_knows_the_h200() -> None:
     gpu_check = _load()
     bandwidth, tflops = next((bw, fl) for key, bw, fl in gpu_check.KNOWN_DEVICES if key in "NVIDIA H200")
     assert (bandwidth, tflops) == (4.8, 989.0)
+
+
+def test_a_failing_measurement_is_recorded_and_the_ratios_skip_it() -> None:
+    gpu_check = _load()
+
+    def broken() -> dict:
+        raise RuntimeError("CUDA graphs failed")
+
+    failed = gpu_check._guarded(broken)
+    assert failed == {"error": "RuntimeError: CUDA graphs failed"}
+    result = {"generate": {"naive": {"tokens_per_s": 10.0}, "rows_8": {"pickloop": {"tokens_per_s": 50.0}}}}
+    result["generate"]["rows_8"]["pickloop_compiled"] = failed
+    assert gpu_check.ratios(result) == {"generate_rows_8_pickloop_vs_naive": 5.0}
