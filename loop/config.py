@@ -102,6 +102,14 @@ class ModelSettings(Section):
         "auto", description="Weights dtype; float32 on CPU."
     )
     trust_remote_code: bool = Field(False, description="Passed to `from_pretrained`.")
+    attn_implementation: str | None = Field(
+        None,
+        description=(
+            "Passed to `from_pretrained` (none: transformers' default, SDPA). flash_attention_2 (with "
+            "flash-attn installed) trains the packed rows of train.batch_tokens without the block mask "
+            "SDPA needs, whose cost grows with the square of the row."
+        ),
+    )
     cpu_threads: int | None = Field(
         None,
         ge=1,
@@ -182,6 +190,18 @@ class TrainSettings(Section):
     replay: ReplaySettings = Field(
         default_factory=ReplaySettings, description="Earlier rounds' versions replayed in training (`train.replay.*`)."
     )
+    batch_tokens: int | None = Field(
+        None,
+        ge=16,
+        description=(
+            "Token budget of one training step per device, instead of a count of padded examples: examples "
+            "are packed (TRL packing, best-fit decreasing, padding-free with position ids) into one row of at "
+            "most this many tokens per step; conversations are still windowed to sft.max_length. Fewer, "
+            "fuller steps for a GPU (try 4096-16384, and a learning rate for the larger batch); on CPU it "
+            "is slower (SDPA masks a packed row at quadratic cost). null: sft.per_device_train_batch_size "
+            "examples, padded."
+        ),
+    )
 
     @field_validator("sft", "sft_later_rounds", "lora")
     @classmethod
@@ -217,8 +237,26 @@ class GenerateSettings(Section):
     batch_size: int = Field(
         32, ge=1, description="Questions decoded together, each with its K candidates (batch_size x K rows)."
     )
+    batch_tokens: int | None = Field(
+        65536,
+        ge=1,
+        description=(
+            "Token budget of one decoding batch: rows x (longest prompt + max_new_tokens), the KV cache it "
+            "can fill. Questions are sorted by length and a batch ends at batch_size questions or at this "
+            "budget, whichever comes first, so a few long multi-turn contexts do not pad a whole batch; a "
+            "question over the budget is decoded alone. null: batch_size only."
+        ),
+    )
     backend: Literal["transformers", "vllm"] = Field(
         "transformers", description="vLLM needs a GPU machine with vllm installed."
+    )
+    compile: bool = Field(
+        False,
+        description=(
+            "CUDA only (ignored on CPU): decode with a static KV cache and the one-token step compiled as "
+            "CUDA graphs (torch.compile, mode reduce-overhead); the first batch of each shape pays the "
+            "compilation (tens of seconds), so it pays off on large rounds."
+        ),
     )
 
 

@@ -120,8 +120,12 @@ def precision_defaults() -> dict[str, Any]:
 def load_causal_lm(path: str | Path, model_settings: ModelSettings):
     from transformers import AutoModelForCausalLM
 
+    extra = {"attn_implementation": model_settings.attn_implementation} if model_settings.attn_implementation else {}
     return AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=resolve_dtype(model_settings), trust_remote_code=model_settings.trust_remote_code
+        str(path),
+        dtype=resolve_dtype(model_settings),
+        trust_remote_code=model_settings.trust_remote_code,
+        **extra,
     )
 
 

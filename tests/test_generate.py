@@ -291,3 +291,125 @@ def test_interrupted_generation_resumes_from_its_chunks(trained_round, candidate
 
 def _texts(rows):
     return [(r.example_id, r.turn, [(c.text, c.count) for c in r.candidates]) for r in rows]
+
+
+@pytest.mark.parametrize(("temperature", "top_p"), [(0.7, 0.9), (1.5, 0.95)])
+def test_sorted_draw_samples_the_transformers_nucleus(temperature: float, top_p: float) -> None:
+    """The GPU's sampler (a full sort, no host sync) has the warpers' distribution too."""
+    import torch
+    from transformers import TemperatureLogitsWarper, TopPLogitsWarper
+
+    from loop.phases.generate import _draw, _draw_sorted
+
+    torch.manual_seed(0)
+    logits = (torch.randn(1, 200) * 2).repeat(4000, 1)
+    nucleus = TopPLogitsWarper(top_p)(None, TemperatureLogitsWarper(temperature)(None, logits[:1].clone()))
+    expected = nucleus.softmax(-1)[0]
+    u = torch.rand(len(logits), generator=torch.Generator().manual_seed(1))
+    tokens = _draw_sorted(logits, temperature, top_p, u)
+    seen = torch.bincount(tokens, minlength=200) / len(tokens)
+    assert set(tokens.tolist()) <= set(expected.nonzero().flatten().tolist())
+    assert (seen - expected).abs().max() < 0.03
+    narrow = _draw(logits, temperature, top_p, u, 256)  # nucleus inside the top 256: the same token
+    assert (tokens == narrow).float().mean() > 0.99
+
+
+@pytest.mark.train  # uses the trained round
+def test_every_decode_plan_gives_the_same_candidates(trained_round) -> None:  # noqa: F811
+    """The GPU's plans (tokens kept on the device and checked every n steps, finished rows masked
+    rather than dropped, a static cache) run on CPU too: greedy rows equal `generate`, and sampled
+    rows equal the CPU plan's."""
+    import torch
+
+    from loop.models import load_generation_model
+    from loop.phases.generate import DecodePlan, _decode, _end_ids
+
+    model, tok = load_generation_model(trained_round.model.round_dir)
+    end_ids = _end_ids(model, tok)
+    prompts = [
+        tok(tok.apply_chat_template(ex.messages[:1], tokenize=False, add_generation_prompt=True))["input_ids"]
+        for ex in train_examples()
+    ]
+    specs = [SampleSpec("greedy"), SampleSpec("sample", 0.7, 0.95, 1), SampleSpec("sample", 1.5, 0.9, 2)]
+    rows = [(p, s) for p in prompts for s in specs]
+    new = 40
+    seeds = [0 if s.kind == "greedy" else 1000 + i for i, (_, s) in enumerate(rows)]
+
+    def run(plan):
+        with torch.inference_mode():
+            return _decode(
+                model, [p for p, _ in rows], [s for _, s in rows], seeds, new, end_ids, tok.pad_token_id, plan
+            )
+
+    cpu = run(DecodePlan())
+    lengths = sorted({len(tokens) for tokens, _ in cpu})
+    assert len(lengths) > 3 and lengths[0] < new // 2, "rows finish at different steps (masking is exercised)"
+    assert cpu == run(None), "the default plan on CPU is DecodePlan()"
+    batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
+    with torch.inference_mode():
+        generated = model.generate(**batch, do_sample=False, max_new_tokens=new, eos_token_id=end_ids)
+    greedy = [generated[i, batch["input_ids"].shape[1] :].tolist() for i in range(len(prompts))]
+    plans = [
+        DecodePlan(check_every=4, compact_at=0.5),
+        DecodePlan(check_every=3, compact_at=1.0, static=True),
+        DecodePlan(check_every=8, compact_at=0.5, sort_sampling=True, static=True),
+    ]
+    for plan in plans:
+        ours = run(plan)
+        for n, ((tokens, lp), (expected, expected_lp)) in enumerate(zip(ours, cpu, strict=True)):
+            if rows[n][1].kind == "greedy":
+                assert tokens == greedy[n // len(specs)][: len(tokens)], plan
+            elif not plan.sort_sampling:
+                assert tokens == expected, plan
+            assert len(tokens) == new or tokens[-1] in end_ids
+            if tokens == expected:
+                assert lp == pytest.approx(expected_lp, abs=1e-4)
+
+
+def test_batches_follow_the_token_budget_not_only_the_row_count() -> None:
+    """One long multi-turn context pads a few short ones (its budget), not 31."""
+    from loop.phases.generate import decode_batches
+
+    lengths = [40] * 31 + [3900]
+    expected = [0] * 32
+    old = decode_batches(lengths, expected, 4, 128, 32, None)
+    assert old == [[31, *range(31)]], "without a budget: batch_size questions"
+    batches = decode_batches(lengths, expected, 4, 128, 32, 65536)
+    assert batches[0] == [31, 0, 1, 2], "4 questions x 4 rows x (3900 + 128) tokens fit 65536"
+    assert batches[1] == list(range(3, 31)), "the short ones together: 28 x 4 x 168 tokens"
+    for batch in batches:
+        width = max(lengths[i] for i in batch) + 128
+        assert len(batch) == 1 or len(batch) * 4 * width <= 65536
+        assert len(batch) <= 32
+    assert decode_batches([10] * 8, [0] * 8, 4, 16, 3, 10**9) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert decode_batches([10] * 4, [0] * 4, 4, 16, 32, 4 * 26 * 2) == [[0, 1], [2, 3]]
+
+
+@pytest.mark.slow  # torch.compile takes a minute on 2 cores
+def test_the_compiled_decoder_gives_the_same_tokens(tmp_path: Path) -> None:
+    """`generate.compile`'s path (static cache, compiled one-token step) runs on CPU as well (without
+    CUDA graphs), so its inputs and cache handling are checked here, not first on a GPU."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from loop.phases.generate import DecodePlan, _decode
+
+    config = Qwen2Config(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+    )
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config).eval()
+    prompts = [[5, 6, 7, 8, 9], [10, 11], [12, 13, 14]]
+    specs = [SampleSpec("greedy"), SampleSpec("sample", 1.0, 0.9, 1), SampleSpec("sample", 0.7, 0.95, 2)]
+    args = (prompts, specs, [0, 11, 12], 20, [3], 0)
+    with torch.inference_mode():
+        eager = _decode(model, *args, plan=DecodePlan(check_every=4, static=True))
+        compiled = _decode(model, *args, plan=DecodePlan(check_every=4, static=True, compile=True))
+    assert [t for t, _ in compiled] == [t for t, _ in eager]
+    assert [lp for _, lp in compiled] == pytest.approx([lp for _, lp in eager], abs=1e-4)

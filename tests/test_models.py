@@ -38,3 +38,17 @@ def test_phase_modules_import_no_ml_library() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_attn_implementation_reaches_the_model(tmp_path) -> None:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from loop.models import load_causal_lm
+
+    config = Qwen2Config(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2
+    )
+    Qwen2ForCausalLM(config).save_pretrained(tmp_path)
+    for name in ("eager", "sdpa"):
+        model = load_causal_lm(tmp_path, ModelSettings(name_or_path=str(tmp_path), attn_implementation=name))
+        assert model.config._attn_implementation == name

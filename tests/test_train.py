@@ -132,6 +132,37 @@ def test_labels_cover_exactly_the_assistant_turns(tiny_model: Path, tmp_path: Pa
         assert (labels[labels != -100] == ids[labels != -100]).all()
 
 
+@pytest.mark.train
+def test_token_budget_packs_examples_padding_free_with_the_same_labels(
+    tiny_model: Path, tmp_path: Path
+) -> None:  # noqa: F811
+    """train.batch_tokens: one packed row per step, no padding, sequences told apart by position ids,
+    and exactly the tokens the padded batch trains on."""
+    import torch
+
+    examples = multi_turn_examples() + qa_examples(8)
+    model = ModelSettings(name_or_path=str(tiny_model))
+    padded, _ = make_trainer(examples, model, fast_settings(), tmp_path / "padded")
+    packed, _ = make_trainer(
+        examples, model, fast_settings().model_copy(update={"batch_tokens": 512}), tmp_path / "packed"
+    )
+    assert packed.args.packing and packed.args.per_device_train_batch_size == 1
+    batches = list(packed.get_train_dataloader())
+    assert all(b["input_ids"].shape[0] == 1 and b["input_ids"].shape[1] <= 512 for b in batches)
+    assert all("attention_mask" not in b for b in batches)
+    starts = sum(int((b["position_ids"][0] == 0).sum()) for b in batches)
+    assert starts == len(examples) and len(batches) < len(examples) / 2
+
+    def trained(batch) -> list[int]:
+        return batch["input_ids"][batch["labels"] != -100].tolist()
+
+    one = padded.data_collator([padded.train_dataset[i] for i in range(len(examples))])
+    assert sorted(trained(one)) == sorted(t for b in batches for t in trained(b))
+    assert all(
+        torch.equal(b["labels"][b["labels"] != -100], b["input_ids"][b["labels"] != -100]) for b in batches
+    )
+
+
 def test_generation_markers_added_to_plain_chatml(tiny_model: Path) -> None:  # noqa: F811
     from transformers import AutoTokenizer
 

@@ -264,14 +264,22 @@ def _generate_transformers(
 ) -> list[list[Generated]]:
     """`[spec][prompt]` completions (end-of-turn token kept when the model emitted one) and scores.
 
-    One decoding batch holds `batch_size` prompts with all their K candidates (greedy and sampled rows
-    side by side), grouped by prompt length (less padding) and current answer length."""
+    One decoding batch holds up to `batch_size` prompts with all their K candidates (greedy and sampled
+    rows side by side) within `batch_tokens`, grouped by prompt length (less padding) and current
+    answer length (`decode_batches`)."""
     import torch
     from tqdm.auto import tqdm
 
     end_ids = _end_ids(model, tokenizer)
-    order = sorted(range(len(prompts)), key=lambda i: (-len(prompts[i]), -expected_lengths[i]))
-    batches = [order[i : i + settings.batch_size] for i in range(0, len(order), settings.batch_size)]
+    plan = DecodePlan.for_device(model.device, compile=settings.compile)
+    batches = decode_batches(
+        [len(p) for p in prompts],
+        expected_lengths,
+        len(specs),
+        settings.max_new_tokens,
+        settings.batch_size,
+        settings.batch_tokens,
+    )
     result: list[list[Generated]] = [[([], None) for _ in prompts] for _ in specs]
     with torch.inference_mode(), tqdm(total=len(prompts), desc="candidates", disable=not progress) as bar:
         for batch in batches:
@@ -285,11 +293,69 @@ def _generate_transformers(
                 settings.max_new_tokens,
                 end_ids,
                 tokenizer.pad_token_id,
+                plan,
             )
             for (i, s), generated in zip(rows, outs, strict=True):
                 result[s][i] = generated
             bar.update(len(batch))
     return result
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """How `_decode` runs on a device. Every combination gives the same greedy tokens and the same
+    sampling distribution; they differ in where the time goes.
+
+    On CPU a step costs what its rows compute, so finished rows leave the batch at once and the host
+    looks at every step (a sync costs nothing there). On a GPU a step costs launching its kernels and
+    reading the weights, about the same for 100 rows as for 200: the host looks every `check_every`
+    steps only (no `.tolist()` per step: the GPU runs ahead), finished rows are masked and the cache is
+    compacted only when `compact_at` of the batch has finished, and top-p is a sort on the device.
+    `static` (fixed-shape KV cache) with `compile` (the one-token step captured as CUDA graphs by
+    `torch.compile(mode="reduce-overhead")`) removes the per-kernel launch cost; a static cache is
+    never compacted."""
+
+    check_every: int = 1
+    compact_at: float = 0.0  # fraction of the batch finished that drops them from the cache (0: any)
+    sort_sampling: bool = False  # top-p by a full sort on the device (no host sync), not top-k + bisection
+    static: bool = False
+    compile: bool = False
+
+    @classmethod
+    def for_device(cls, device, compile: bool = False) -> DecodePlan:
+        if getattr(device, "type", str(device)) != "cuda":
+            return cls()
+        return cls(check_every=8, compact_at=0.5, sort_sampling=True, static=compile, compile=compile)
+
+
+STATIC_BUCKET = 256
+"""A static cache's length is rounded up to a multiple of this, so batches share compiled graphs."""
+
+
+def decode_batches(
+    prompt_lengths: Sequence[int],
+    expected_lengths: Sequence[int],
+    k: int,
+    max_new_tokens: int,
+    batch_size: int,
+    batch_tokens: int | None,
+) -> list[list[int]]:
+    """Prompt indices per decoding batch, longest prompts first: at most `batch_size` prompts, and
+    `k` rows per prompt x (longest prompt + `max_new_tokens`) within `batch_tokens` (a prompt over the
+    budget goes alone). Padding is to the batch's longest prompt, so one 4k-token context costs its own
+    batch, not 128 rows of 4k."""
+    order = sorted(range(len(prompt_lengths)), key=lambda i: (-prompt_lengths[i], -expected_lengths[i]))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches:
+            batch = batches[-1]
+            width = prompt_lengths[batch[0]] + max_new_tokens  # the first is the longest
+            fits = batch_tokens is None or (len(batch) + 1) * k * width <= batch_tokens
+            if len(batch) < batch_size and fits:
+                batch.append(i)
+                continue
+        batches.append([i])
+    return batches
 
 
 def _decode(
@@ -300,64 +366,138 @@ def _decode(
     max_new_tokens: int,
     end_ids,
     pad_id: int,
+    plan: DecodePlan | None = None,
 ):
     """Decode one left-padded batch with a KV cache; row r is greedy or sampled per `specs[r]`.
     Returns each row's tokens and their mean log-probability under the model (raw logits, which
     makes it the same number as `score` gives for the same tokens, without a second forward pass).
 
-    A small loop instead of `generate`: rows leave the batch (and the cache) as soon as they emit an
-    end-of-turn token, so a batch costs what its rows need, not `rows x longest row`; rows with
-    different sampling settings share one batch; and no model `generation_config` (repetition
-    penalty, top_k...) is merged in behind the recorded settings. Row r's random numbers come from
-    `seeds[r]` and the step alone (`_uniform`), so a row samples the same tokens in any batch."""
+    A small loop instead of `generate`: finished rows leave the batch (and the cache) as `plan` says
+    (`DecodePlan`: at once on CPU), so a batch costs what its rows need, not `rows x longest row`;
+    rows with different sampling settings share one batch; and no model `generation_config`
+    (repetition penalty, top_k...) is merged in behind the recorded settings. Row r's random numbers
+    come from `seeds[r]` and the step alone (`_uniform`), so a row samples the same tokens in any batch.
+    Produced tokens stay on the device until the end."""
     import torch
-    from transformers import DynamicCache
+    from transformers import DynamicCache, StaticCache
 
     device = model.device
-    ids, mask = _pad_left(prompts, pad_id, device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    plan = plan or DecodePlan.for_device(device)
+    n = len(prompts)
+    ids, prompt_mask = _pad_left(prompts, pad_id, device)
+    width = ids.shape[1]
+    length = width + max_new_tokens
+    if plan.static:
+        length = math.ceil(length / STATIC_BUCKET) * STATIC_BUCKET
+        cache = StaticCache(config=model.config, max_cache_len=length)
+    else:
+        cache = DynamicCache(config=model.config)
+    # the attention mask of every step, filled as tokens arrive (a static cache sees all of it)
+    mask = torch.zeros(n, length, dtype=prompt_mask.dtype, device=device)
+    mask[:, :width] = prompt_mask
+    positions = (prompt_mask.cumsum(-1) - 1).clamp(min=0)
+    cache_positions = torch.arange(length, device=device)  # sliced each step: no host-to-device copy
+    extra = {"cache_position": cache_positions[:width]} if plan.static else {}
     logits = model(
-        input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, logits_to_keep=1
+        input_ids=ids,
+        attention_mask=mask if plan.static else prompt_mask,
+        position_ids=positions,
+        past_key_values=cache,
+        logits_to_keep=1,
+        **extra,
     ).logits[:, -1]
-    greedy = torch.tensor([s.kind == "greedy" for s in specs], device=device)
+    step_call = model
+    if plan.compile:
+        from transformers import CompileConfig
+
+        step_call = model.get_compiled_call(CompileConfig(fullgraph=False, mode="reduce-overhead"))
+    greedy = [s.kind == "greedy" for s in specs]
     temperature = torch.tensor([s.temperature or 1.0 for s in specs], device=device)
     top_p = torch.tensor([s.top_p or 1.0 for s in specs], device=device)
     row_seed = torch.tensor(list(seeds), dtype=torch.int64, device=device)
-    out: list[list[int]] = [[] for _ in prompts]
-    logprob = torch.zeros(len(prompts), dtype=torch.float64, device=device)
-    live = torch.arange(len(prompts), device=device)
+    out = torch.full((n, max_new_tokens), -1, dtype=torch.int64, device=device)
+    logprob = torch.zeros(n, dtype=torch.float64, device=device)
+    live = torch.arange(n, device=device)  # the global row of each batch row
+    alive = torch.ones(n, dtype=torch.bool, device=device)  # not finished (masked rows are kept in the batch)
     position = positions[:, -1]
     ends = torch.tensor(list(end_ids), device=device)
+    sampled = torch.tensor([i for i, g in enumerate(greedy) if not g], dtype=torch.int64, device=device)
+    draw = _draw_sorted if plan.sort_sampling else _draw
     for step in range(max_new_tokens):
         tokens = logits.argmax(-1)
-        sampled = (~greedy).nonzero().squeeze(-1)
         if len(sampled):
             u = _uniform(row_seed[sampled], step)
-            tokens[sampled] = _draw(logits[sampled], temperature[sampled], top_p[sampled], u)
-        for row, token in zip(live.tolist(), tokens.tolist(), strict=True):
-            out[row].append(token)
-        logprob[live] += (
-            torch.log_softmax(logits.float(), -1).gather(-1, tokens[:, None]).squeeze(-1).double()
-        )
-        going = ~torch.isin(tokens, ends)
-        if step == max_new_tokens - 1 or not going.any():
+            tokens[sampled] = draw(logits[sampled], temperature[sampled], top_p[sampled], u)
+        lp = torch.log_softmax(logits.float(), -1).gather(-1, tokens[:, None]).squeeze(-1).double()
+        out[live, step] = torch.where(alive, tokens, -1)
+        logprob[live] += torch.where(alive, lp, 0.0)
+        alive = alive & ~torch.isin(tokens, ends)
+        if step == max_new_tokens - 1:
             break
-        if not going.all():
-            keep = going.nonzero().squeeze(-1)
-            cache.batch_select_indices(keep)
-            live, tokens, mask, position = live[keep], tokens[keep], mask[keep], position[keep]
-            greedy, temperature, top_p = greedy[keep], temperature[keep], top_p[keep]
-            row_seed = row_seed[keep]
-        mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=-1)
+        if (step + 1) % plan.check_every == 0:
+            left = int(alive.sum())
+            if not left:
+                break
+            if not plan.static and left < len(live) and (len(live) - left) >= plan.compact_at * len(live):
+                keep = alive.nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                live, tokens, mask, position, alive = (
+                    live[keep],
+                    tokens[keep],
+                    mask[keep],
+                    position[keep],
+                    alive[keep],
+                )
+                temperature, top_p, row_seed = temperature[keep], top_p[keep], row_seed[keep]
+                greedy = [greedy[i] for i in keep.tolist()]
+                sampled = torch.tensor(
+                    [i for i, g in enumerate(greedy) if not g], dtype=torch.int64, device=device
+                )
+        mask[:, width + step] = 1
         position = position + 1
-        logits = model(
-            input_ids=tokens[:, None],
-            attention_mask=mask,
-            position_ids=position[:, None],
-            past_key_values=cache,
-        ).logits[:, -1]
-    return [(tokens, (total / len(tokens)).item()) for tokens, total in zip(out, logprob, strict=True)]
+        if plan.static:
+            if plan.compile:
+                torch.compiler.cudagraph_mark_step_begin()
+            logits = (
+                step_call(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=position[:, None],
+                    past_key_values=cache,
+                    cache_position=cache_positions[width + step : width + step + 1],
+                )
+                .logits[:, -1]
+                .clone()
+            )
+        else:
+            logits = step_call(
+                input_ids=tokens[:, None],
+                attention_mask=mask[:, : width + step + 1],
+                position_ids=position[:, None],
+                past_key_values=cache,
+            ).logits[:, -1]
+    rows = out.tolist()
+    totals = logprob.tolist()
+    result = []
+    for row, total in zip(rows, totals, strict=True):
+        tokens = [t for t in row if t >= 0]
+        result.append((tokens, total / len(tokens)))
+    return result
+
+
+def _draw_sorted(logits, temperature, top_p, u):
+    """`_draw` by a full sort of the vocabulary: the same distribution with no host synchronisation
+    (no data-dependent branch), which is what a GPU wants; on CPU the sort is the slow part."""
+    import torch
+
+    rows = logits.shape[0]
+    temperature = torch.as_tensor(temperature, dtype=torch.float32, device=logits.device).expand(rows)
+    top_p = torch.as_tensor(top_p, dtype=torch.float32, device=logits.device).expand(rows)
+    probs = (logits.float() / temperature[:, None]).softmax(-1)
+    top, idx = probs.sort(dim=-1, descending=True)
+    keep = (top.cumsum(-1) - top) < top_p[:, None]
+    keep[:, 0] = True
+    return idx.gather(-1, _inverse_cdf(top * keep, u)).squeeze(-1)
 
 
 def _draw(logits, temperature, top_p, u, k: int = 256):

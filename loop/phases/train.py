@@ -220,12 +220,26 @@ def build_sft_config(
 
     later = settings.sft_later_rounds if later_round else {}
     kwargs = {"seed": seed, "data_seed": seed, **_sft_defaults(), **settings.sft, **later}
+    if settings.batch_tokens is not None:  # one packed, padding-free row of batch_tokens tokens per step
+        kwargs.update(
+            packing=True,
+            packing_strategy="bfd",
+            per_device_train_batch_size=1,
+            max_length=settings.batch_tokens,
+        )
     if "activation_checkpointing" not in {f.name for f in dataclasses.fields(SFTConfig)}:
         kwargs["gradient_checkpointing"] = kwargs.pop("activation_checkpointing")
     try:
         return SFTConfig(output_dir=str(output_dir), **kwargs)
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc), key="train.sft") from exc
+
+
+def window_length(settings: TrainSettings, *, later_round: bool = False) -> int:
+    """Longest training row: `sft.max_length`, or the step's token budget when that is smaller."""
+    later = settings.sft_later_rounds if later_round else {}
+    length = {**_sft_defaults(), **settings.sft, **later}["max_length"]
+    return min(length, settings.batch_tokens) if settings.batch_tokens else length
 
 
 def build_lora_config(settings: TrainSettings):
@@ -284,7 +298,8 @@ def make_trainer(
     ):
         if template_path is not None:
             tokenizer.chat_template = Path(template_path).read_text(encoding="utf-8")
-        windows = window_examples(examples, tokenizer, args.max_length)
+        length = window_length(train_settings, later_round=strategy != "from_base")
+        windows = window_examples(examples, tokenizer, length)
         from datasets import Dataset
 
         dataset = Dataset.from_list(windows.rows)
