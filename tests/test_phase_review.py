@@ -128,7 +128,7 @@ def _round(tmp_path: Path, argilla_stack, monkeypatch: pytest.MonkeyPatch, **rev
         paths.candidates,
     )
     state = RunState.load(driver.run_dir)
-    for phase in ("train", "generate", "score"):
+    for phase in ("train", "regenerate", "generate", "score"):
         state.mark_done(1, phase, f"h-{phase}", 0.0, {})
     driver.run_phase(1, "push")
     plan = {r.example_id: r for r in annotate.read_plan(paths.dir)}

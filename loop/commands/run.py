@@ -152,6 +152,9 @@ def status(config: Path, offline: bool, run_name: str | None) -> None:
             " · ".join(f"{u} {n}" for u, n in r.labelers) or "-",
             r.revision_text(),
         )
-    Console(width=140).print(table)
+    console = Console()
+    if not console.is_terminal:  # a pipe or a log: wide enough that no cell wraps
+        console = Console(width=200)
+    console.print(table)
     for line in latest_evaluation(driver.run_dir):
         click.echo(line)
