@@ -150,10 +150,23 @@ def time_polls(api, dataset_id: str, labelers: list[str], min_submitted: int, re
         t = time.perf_counter()
         poll()
         counts.append(time.perf_counter() - t)
+    parts = {}
+    for name in ("progress", "users/progress"):
+        times = []
+        for _ in range(repeat):
+            t = time.perf_counter()
+            api.get(f"/api/v1/datasets/{dataset_id}/{name}")
+            times.append(time.perf_counter() - t)
+        parts[name] = statistics.median(times)
     t = time.perf_counter()
     tally_pending(api, dataset_id, labelers, min_submitted)
     listing = time.perf_counter() - t
-    return {"poll_s": statistics.median(counts), "listing_s": listing, "tallies": poll.tallies}
+    return {
+        "poll_s": statistics.median(counts),
+        "parts_s": parts,
+        "listing_s": listing,
+        "tallies": poll.tallies,
+    }
 
 
 def bench_size(n: int, info, home: Path, base: Path, args) -> dict:
