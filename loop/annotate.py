@@ -73,7 +73,9 @@ class PlannedRecord:
     scores: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        body = asdict(self)
+        """One plan line; the same text as `json.dumps(asdict(self))`, without `asdict`'s deep copy
+        (most of a 100k-record push's own time)."""
+        body = {**vars(self), "slots": {k: vars(c) for k, c in self.slots.items()}}
         return json.dumps(body, sort_keys=True, ensure_ascii=False)
 
     @classmethod
@@ -354,7 +356,9 @@ def push(
         )
         key = shuffle_key() if suggest else None  # read once, not once a record
         bodies = [
-            record_body(r, round_n=round_n, multi_turn=options.multi_turn, slots=slots, suggest=suggest, key=key)
+            record_body(
+                r, round_n=round_n, multi_turn=options.multi_turn, slots=slots, suggest=suggest, key=key
+            )
             for r in plan
         ]
         if suggest:
