@@ -394,3 +394,27 @@ def test_counts_bound_the_settled_records_and_tell_them_when_they_can() -> None:
     assert (nobody.settled_high, nobody.one_short_low, nobody.exact) == (0, 4, True)
     done = count_pending(progress({"ann": 10, "bob": 10}), ["ann", "bob", "cy"], 3)
     assert (done.settled_low, done.settled_high, done.exact) == (0, 0, False)
+
+
+def test_users_progress_reads_an_index_not_every_record(argilla_stack) -> None:
+    """The embedded database has pickloop's covering index, and SQLite answers the users-progress
+    query (built as argilla's `contexts.datasets.get_dataset_users_progress` builds it) from it."""
+    import sqlite3
+    import uuid as uuid_
+
+    from argilla_server.models import Record, Response, User
+    from sqlalchemy import func, select
+    from sqlalchemy.dialects import sqlite
+
+    query = (
+        select(User.username, Record.status, Response.status, func.count(Response.id))
+        .join(Record)
+        .join(User)
+        .where(Record.dataset_id == uuid_.uuid4())
+        .group_by(User.username, Record.status, Response.status, User.inserted_at)
+        .order_by(User.inserted_at.asc())
+    )
+    sql = str(query.compile(dialect=sqlite.dialect()))
+    with sqlite3.connect(f"file:{argilla_stack.home / 'argilla.db'}?mode=ro", uri=True) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("x",)))
+    assert "COVERING INDEX ix_pickloop_records_dataset_status" in plan
