@@ -36,7 +36,33 @@ def bootstrap() -> None:
 
     _load_engine()
     alembic.config.main(argv=["-c", ALEMBIC_CONFIG_FILE, "--raiseerr", "upgrade", "head"])
+    _covering_indexes()
     asyncio.run(_ensure_owner())
+
+
+COVERING_INDEXES = {
+    # `GET /datasets/{id}/users/progress` (each wait poll) reads a dataset's records' id and status:
+    # from this index alone, instead of every record's row with its fields (4x faster at 100k records).
+    "ix_pickloop_records_dataset_status": "records (dataset_id, status, id)",
+}
+
+
+def _covering_indexes() -> None:
+    """Indexes pickloop adds to the embedded server's SQLite database (a speedup: argilla's
+    migrations neither know nor mind them; `PICKLOOP_NO_SPEEDUPS=1` leaves them out)."""
+    import sqlite3
+
+    from argilla_server.settings import settings
+    from sqlalchemy.engine import make_url
+
+    from argilla_setup.patches import NO_SPEEDUPS_ENV
+
+    url = make_url(settings.database_url)
+    if os.environ.get(NO_SPEEDUPS_ENV) or not url.drivername.startswith("sqlite") or not url.database:
+        return
+    with sqlite3.connect(url.database) as conn:
+        for name, target in COVERING_INDEXES.items():
+            conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
 
 
 async def _ensure_owner() -> None:

@@ -634,3 +634,21 @@ def test_source_excludes_are_not_stored(tmp_path) -> None:
     with store._transaction(write=False) as conn:
         (raw,) = conn.execute("SELECT source FROM documents WHERE doc_id = '1'").fetchone()
     assert json.loads(raw) == {"id": "1", "fields": {"t": "y"}}
+
+
+def test_progress_counts_agree_with_the_aggregation_searches(indexed) -> None:
+    """The engine answers dataset progress from one count per snapshot; the base class's two
+    aggregation searches (what it replaces) give the same numbers before and after a change."""
+    from argilla_server.search_engine.commons import BaseElasticAndOpenSearchEngine
+
+    engine, dataset, records, *_ = indexed
+
+    def both() -> tuple[dict, dict]:
+        fast = run(engine.get_dataset_progress(dataset))
+        return fast, run(BaseElasticAndOpenSearchEngine.get_dataset_progress(engine, dataset))
+
+    fast, searched = both()
+    assert fast == searched and fast["total"] == 6
+    run(engine.partial_record_update(records[3], status=RecordStatus.completed))
+    fast, searched = both()
+    assert fast == searched and fast["completed"] == searched["completed"] > 1

@@ -323,3 +323,98 @@ def test_a_round_with_nothing_pushed_does_not_wait(tmp_path) -> None:
     summary = phases.PHASES["wait"].load().run(ctx)
     assert (summary.reason, summary.total, summary.completed) == ("nothing_to_label", 0, 0)
     assert said == ["round 1: nothing to label (no record was pushed)"]
+
+
+def _record_paths(api: Api) -> list[str]:
+    """The path of every request `api` sends from now on (an httpx event hook on its real client)."""
+    seen: list[str] = []
+    api._http.event_hooks["request"].append(lambda request: seen.append(request.url.path))
+    return seen
+
+
+@pytest.mark.parametrize("round_dataset", [2], indirect=True)
+def test_a_poll_counts_and_never_lists_the_records(round_dataset) -> None:
+    """Each poll asks the two progress endpoints only, and says what listing every record said."""
+    from loop.phases.wait import Poller, tally_pending
+
+    owner, dataset_id, annotator = round_dataset
+    name = annotator.me()["username"]
+    _submit_all(annotator, dataset_id, delay=0.0, limit=2).join()
+    listed = tally_pending(owner, dataset_id, [name], 2)
+    seen = _record_paths(owner)
+    poll = Poller(owner, dataset_id, [name], 2, 1.0)
+    p = poll()
+    # The only labeler answered both: settled, not one short (the listing counts a record once).
+    assert (p.one_short, p.settled) == (listed.one_short, listed.settled) == (0, 2)
+    assert live_progress(owner, dataset_id, [name], 2) == p
+    assert (
+        seen
+        == [f"/api/v1/datasets/{dataset_id}/progress", f"/api/v1/datasets/{dataset_id}/users/progress"] * 2
+    )
+    assert poll.tallies == 0
+
+
+def test_a_settled_wait_is_decided_from_counts(round_dataset) -> None:
+    from loop.phases.wait import tally_pending
+
+    owner, dataset_id, annotator = round_dataset
+    _submit_all(annotator, dataset_id, delay=0.0, limit=2).join()
+    (last,), _ = rankings.pending_records(annotator, dataset_id)
+    rankings.submit_response(annotator, last["id"], None, status="discarded")
+    name = annotator.me()["username"]
+    seen = _record_paths(owner)
+    result = wait_for_completion(
+        owner,
+        dataset_id,
+        WaitSettings(poll_interval_s=0.2, webhooks=False, timeout_s=10),
+        tag="x",
+        labelers=[name],
+    )
+    asked = list(seen)
+    assert result.reason == "settled"
+    assert result.progress.settled == 1 == tally_pending(owner, dataset_id, [name], 1).settled
+    assert not [path for path in asked if "records" in path or "rankings" in path]
+
+
+def test_counts_bound_the_settled_records_and_tell_them_when_they_can() -> None:
+    from loop.phases.wait import count_pending
+
+    def progress(answered: dict[str, int], pending: int = 10, submitted: int = 0) -> Progress:
+        users = tuple(UserProgress(n, 0, 0, 0, a) for n, a in answered.items())
+        return Progress(20, 20 - pending, pending, users, pending_submitted=submitted)
+
+    one = count_pending(progress({"ann": 4}), ["ann"], 1)
+    assert (one.settled_low, one.settled_high, one.one_short_low, one.exact) == (4, 4, 0, True)
+    # Two labelers, each answered some pending records: between 10-(6+3)=1 and min(4, 7)=4 answered
+    # by both; 5 records have one submitted response, of which at most 4 are settled.
+    two = count_pending(progress({"ann": 4, "bob": 7}, submitted=5), ["ann", "bob"], 2)
+    assert (two.settled_low, two.settled_high, two.one_short_low, two.one_short_high) == (1, 4, 1, 5)
+    assert not two.exact
+    nobody = count_pending(progress({"ann": 4}, submitted=4), ["ann", "bob"], 2)
+    assert (nobody.settled_high, nobody.one_short_low, nobody.exact) == (0, 4, True)
+    done = count_pending(progress({"ann": 10, "bob": 10}), ["ann", "bob", "cy"], 3)
+    assert (done.settled_low, done.settled_high, done.exact) == (0, 0, False)
+
+
+def test_users_progress_reads_an_index_not_every_record(argilla_stack) -> None:
+    """The embedded database has pickloop's covering index, and SQLite answers the users-progress
+    query (built as argilla's `contexts.datasets.get_dataset_users_progress` builds it) from it."""
+    import sqlite3
+    import uuid as uuid_
+
+    from argilla_server.models import Record, Response, User
+    from sqlalchemy import func, select
+    from sqlalchemy.dialects import sqlite
+
+    query = (
+        select(User.username, Record.status, Response.status, func.count(Response.id))
+        .join(Record)
+        .join(User)
+        .where(Record.dataset_id == uuid_.uuid4())
+        .group_by(User.username, Record.status, Response.status, User.inserted_at)
+        .order_by(User.inserted_at.asc())
+    )
+    sql = str(query.compile(dialect=sqlite.dialect()))
+    with sqlite3.connect(f"file:{argilla_stack.home / 'argilla.db'}?mode=ro", uri=True) as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", ("x",)))
+    assert "COVERING INDEX ix_pickloop_records_dataset_status" in plan

@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from argilla_server.models import VectorSettings
+from argilla_server.models import Dataset, VectorSettings
 from argilla_server.search_engine import SearchEngine
 from argilla_server.search_engine.commons import (
     BaseElasticAndOpenSearchEngine,
     es_bool_query,
     es_field_for_vector_settings,
     es_ids_query,
+    es_index_name_for_dataset,
 )
 
 from argilla_setup.search import query as dsl
@@ -425,6 +426,9 @@ class _Store:
     def search(self, name: str, **request: Any) -> dict[str, Any]:
         return dsl.search(self.snapshot(name), **_plain(request))
 
+    def term_counts(self, name: str, path: str) -> dict[Any, int]:
+        return dict(dsl.term_counts(self.snapshot(name), path))
+
     def knn(self, name: str, field: str, vector: list[float], k: int, filter_query: dict | None) -> dict:
         return dsl.knn_search(self.snapshot(name), field, vector, k, _plain(filter_query))
 
@@ -493,6 +497,15 @@ class SQLiteSearchEngine(BaseElasticAndOpenSearchEngine):
 
     async def info(self) -> dict:
         return await asyncio.to_thread(self.store.info)
+
+    async def get_dataset_progress(self, dataset: Dataset) -> dict:
+        """What the base class answers (a value count and a terms aggregation on `status`, two
+        searches over every record), from one count per snapshot: a labeling wait polls this, and at
+        100k records the two searches took hundreds of milliseconds a poll."""
+        if dataset.is_draft:
+            return {}
+        counts = await asyncio.to_thread(self.store.term_counts, es_index_name_for_dataset(dataset), "status")
+        return {"total": sum(counts.values()), **counts} if counts else {"total": 0}
 
     def _mapping_for_vector_settings(self, vector_settings: VectorSettings) -> dict:
         return {

@@ -268,6 +268,24 @@ class Snapshot:
     docs: list[Doc]
     # Ordered hits of recent (query, sort) requests: paging through one search sorts once.
     results: OrderedDict[str, tuple[list[Hit], bool]] = field(default_factory=OrderedDict, repr=False)
+    # Per keyword field: value -> documents holding it (`term_counts`), counted once per snapshot.
+    counts: dict[str, Counter[Any]] = field(default_factory=dict, repr=False)
+
+
+def term_counts(snapshot: Snapshot, path: str) -> Counter[Any]:
+    """How many documents hold each value of the top-level keyword field `path` (a document with a
+    list counts once per distinct value), remembered on the snapshot until the index changes."""
+    counted = snapshot.counts.get(path)
+    if counted is None:
+        counted = Counter()
+        for doc in snapshot.docs:
+            value = doc.source.get(path)
+            if isinstance(value, list):
+                counted.update(set(v for v in value if v is not None))
+            elif value is not None:
+                counted[value] += 1
+        snapshot.counts[path] = counted
+    return counted
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ log = logging.getLogger("pickloop.phases.wait")
 
 RECORD_COMPLETED = "record.completed"
 MAX_ERROR_BACKOFF_S = 60.0
+MIN_TALLY_INTERVAL_S = 60.0  # while the counts leave the target open, list the records at most this often
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,8 @@ class UserProgress:
     submitted: int
     draft: int
     discarded: int
+    pending_answered: int = field(default=0, compare=False)  # submitted or discarded, on pending records
+    pending_submitted: int = field(default=0, compare=False)  # submitted, on pending records
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Progress:
     users: tuple[UserProgress, ...] = ()
     settled: int = 0  # pending records every labeler has answered (a discard blocks `completed` for good)
     one_short: int = 0  # pending records one submitted response short of complete
+    pending_submitted: int = field(default=0, compare=False)  # submitted responses on pending records
 
     @property
     def done(self) -> int:
@@ -79,9 +83,15 @@ def dataset_progress(api: Api, dataset_id: str) -> Progress:
                 done["submitted"] + todo.get("submitted", 0),
                 done["draft"] + todo.get("draft", 0),
                 done["discarded"] + todo.get("discarded", 0),
+                todo.get("submitted", 0) + todo.get("discarded", 0),
+                todo.get("submitted", 0),
             )
         )
-    return Progress(int(body["total"]), int(body["completed"]), int(body["pending"]), tuple(per_user))
+    total, completed = int(body["total"]), int(body["completed"])
+    pending_submitted = sum((u.get("pending") or {}).get("submitted", 0) for u in users)
+    return Progress(
+        total, completed, int(body["pending"]), tuple(per_user), pending_submitted=pending_submitted
+    )
 
 
 @dataclass
@@ -197,13 +207,69 @@ def with_labelers(p: Progress, labelers: Sequence[str]) -> Progress:
     return replace(p, users=p.users + missing) if missing else p
 
 
-def live_progress(api: Api, dataset_id: str, labelers: Sequence[str], min_submitted: int) -> Progress:
-    """The dataset's progress now, with every labeler listed and the pending records tallied."""
+@dataclass(frozen=True)
+class Counted:
+    """What the progress counts alone say about the pending records: `settled` lies in
+    [settled_low, settled_high] and `one_short` in [one_short_low, one_short_high]."""
+
+    settled_low: int
+    settled_high: int
+    one_short_low: int
+    one_short_high: int
+
+    @property
+    def exact(self) -> bool:
+        return self.settled_low == self.settled_high and self.one_short_low == self.one_short_high
+
+
+def count_pending(p: Progress, labelers: Sequence[str], min_submitted: int) -> Counted:
+    """Bounds on `tally_pending`'s numbers from the progress endpoints' counts, listing no record.
+
+    Each labeler answers a record at most once, so with `a_u` of the `pending` records answered by
+    labeler u, the records every labeler answered (settled) number at least `pending - sum(pending - a_u)`
+    and at most `min(a_u)`: exact with one labeler, and once every labeler answered every pending
+    record. A pending record has fewer than `min_submitted` submitted responses, so with
+    `min_submitted` 2 the submitted responses on pending records count the records with one; less
+    the settled ones among them (tally_pending counts a record once), they are the records one short.
+    """
+    pending = max(p.total - p.completed, 0)
+    want = set(labelers)
+    if want and pending:
+        answered = {u.username: u.pending_answered for u in p.users}
+        per = [min(answered.get(name, 0), pending) for name in want]
+        low, high = max(pending - sum(pending - a for a in per), 0), min(per)
+    else:
+        low = high = 0
+    if min_submitted <= 1 or not pending:
+        short_low = short_high = 0
+    elif min_submitted == 2:
+        with_one = min(p.pending_submitted, pending)
+        short_low, short_high = max(with_one - high, 0), min(with_one, pending - low)
+        if len(want) == 1:  # a record the only labeler submitted is settled, never one short
+            mine = next((u.pending_submitted for u in p.users if u.username in want), 0)
+            short_high = min(short_high, max(with_one - mine, 0))
+    else:
+        short_low, short_high = 0, pending - low
+    return Counted(low, high, short_low, short_high)
+
+
+def live_progress(
+    api: Api, dataset_id: str, labelers: Sequence[str], min_submitted: int, *, exact: bool = True
+) -> Progress:
+    """The dataset's progress now, with every labeler listed and the pending records tallied.
+
+    Two count requests; the records are listed (`tally_pending`) only when the counts cannot tell
+    the tally and `exact` asks for it. Without `exact`, `settled` and `one_short` are their lower
+    bounds (`count_pending`).
+    """
     p = with_labelers(dataset_progress(api, dataset_id), labelers)
-    if p.completed < p.total:
+    if p.completed >= p.total:
+        return p
+    counted = count_pending(p, labelers, min_submitted)
+    if exact and not counted.exact:
         t = tally_pending(api, dataset_id, labelers, min_submitted)
-        p = replace(p, settled=t.settled, one_short=t.one_short)
-    return p
+        return replace(p, settled=t.settled, one_short=t.one_short)
+    return replace(p, settled=counted.settled_low, one_short=counted.one_short_low)
 
 
 def _target_reached(p: Progress, min_fraction: float) -> str | None:
@@ -214,6 +280,39 @@ def _target_reached(p: Progress, min_fraction: float) -> str | None:
     if p.total and p.fraction >= min_fraction:
         return "fraction"
     return None
+
+
+@dataclass
+class Poller:
+    """One progress check per call: two count requests, and a listing of the records only when the
+    counts leave open whether the target is reached (at most every `MIN_TALLY_INTERVAL_S`) or the
+    target is reached with `settled` not exactly known (once, at the end)."""
+
+    api: Api
+    dataset_id: str
+    labelers: Sequence[str]
+    min_submitted: int
+    min_fraction: float
+    tallies: int = 0
+    _last_tally: float | None = None
+
+    def __call__(self) -> Progress:
+        p = with_labelers(dataset_progress(self.api, self.dataset_id), self.labelers)
+        if p.completed >= p.total:
+            return p
+        counted = count_pending(p, self.labelers, self.min_submitted)
+        low = replace(p, settled=counted.settled_low, one_short=counted.one_short_low)
+        if counted.settled_low == counted.settled_high:
+            return low
+        if _target_reached(replace(p, settled=counted.settled_high), self.min_fraction) is None:
+            return low  # not reached whatever the exact tally says
+        now = time.monotonic()
+        final = _target_reached(low, self.min_fraction) is not None
+        if not final and self._last_tally is not None and now - self._last_tally < MIN_TALLY_INTERVAL_S:
+            return low
+        self._last_tally, self.tallies = now, self.tallies + 1
+        t = tally_pending(self.api, self.dataset_id, self.labelers, self.min_submitted)
+        return replace(p, settled=t.settled, one_short=t.one_short)
 
 
 def wait_for_completion(
@@ -266,10 +365,11 @@ def wait_for_completion(
             )
     wake_event = listener.wake if listener else (wake or threading.Event())
     polls, error_wait, last = 0, settings.poll_interval_s, None
+    poll = Poller(api, dataset_id, labelers, min_submitted, settings.min_completed_fraction)
     try:
         while True:
             try:
-                progress = live_progress(api, dataset_id, labelers, min_submitted)
+                progress = poll()
                 polls += 1
                 error_wait = settings.poll_interval_s
             except Exception as err:
