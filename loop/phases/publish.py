@@ -6,14 +6,19 @@ The round's dataset is aggregate's `output.parquet`, or the review's `reviewed.p
 Exactly once per round, even across crashes: see `loop.revisions` for how an interrupted publish is
 found and finished instead of repeated. The revision also carries the labelers' rankings as
 preference data (configs `preferences` and `preferences_kto`, `loop.preferences`), built from
-`pulled.json` and the round's input, so a re-run builds the same rows.
+`pulled.json`, the review's responses for the turns it decided, and the round's input, so a re-run
+builds the same rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loop.context import RoundContext
+
+if TYPE_CHECKING:
+    from loop.preferences import PreferenceData
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,6 @@ def run(ctx: RoundContext) -> Summary:
     import datasets
 
     from loop.models import load_round_model
-    from loop.preferences import read_round
     from loop.revisions import RoundStats, publish_round
 
     ds = datasets.Dataset.from_parquet(str(ctx.state().round_output(ctx.round)))
@@ -49,9 +53,7 @@ def run(ctx: RoundContext) -> Summary:
             "not_selected": pushed.not_selected,
             "verified_unchanged": pushed.verified_unchanged,
         }
-    prefs = read_round(
-        ctx.paths.pulled, ctx.examples(), ctx.round, min_submitted=ctx.config.argilla.min_submitted
-    )
+    prefs = preference_data(ctx)
     if not ctx.config.publish.labeler_names:
         from loop.annotate import shuffle_key
 
@@ -83,6 +85,23 @@ def run(ctx: RoundContext) -> Summary:
     pairs = prefs.counts()["preferences"]
     ctx.report(f"round {ctx.round}: {done} {rev.revision} at {rev.url} ({pairs} preference pairs)")
     return Summary(rev.revision, rev.commit_sha, rev.url, rev.backend, prefs.counts())
+
+
+def preference_data(ctx: RoundContext) -> PreferenceData:
+    """The round's preference rows (usernames, before pseudonyms): `pulled.json`'s votes, with the
+    review's deciding votes for the turns it decided."""
+    from loop.preferences import read_round
+
+    reviewed = ctx.summary("review")
+    rewritten = reviewed is not None and reviewed.rewritten
+    return read_round(
+        ctx.paths.pulled,
+        ctx.examples(),
+        ctx.round,
+        min_submitted=ctx.config.argilla.min_submitted,
+        reviewed=ctx.paths.reviewed_decisions if rewritten else None,
+        review_responses=ctx.paths.review_responses if rewritten else None,
+    )
 
 
 def holdout_summary(ctx: RoundContext) -> dict | None:
