@@ -149,6 +149,19 @@ def test_eval_end_to_end_with_kill_resume_and_blind_records(
         workspace=cfg.argilla.workspace,
         interval=0.2,
     )
+    # Round 1 was published (local store) before this evaluation: its card will show the result.
+    import datasets
+
+    from loop.revisions import LocalStore, RoundStats, publish_round
+
+    published = datasets.Dataset.from_list([{"id": "x", "messages": [{"role": "user", "content": "x"}]}])
+    publish_round(
+        published,
+        RoundStats.from_dataset(published, 1),
+        cfg.publish,
+        run_name=cfg.run.name,
+        run_dir=cfg.run_dir(),
+    )
     judges.start()
     try:
         result = runner.invoke(
@@ -175,3 +188,13 @@ def test_eval_end_to_end_with_kill_resume_and_blind_records(
     for row in map(json.loads, paths.responses.read_text().splitlines()):
         q = row["question_id"]
         assert row["outcome"] == judge(answers[row["model_a"]][q], answers[row["model_b"]][q], refs[q])
+
+    # The evaluation reached the card of the latest published round, once.
+    assert "eval t: added to the card of round-1" in result.output
+    card = (LocalStore(cfg.run_dir() / "revisions").folder(1) / "README.md").read_text()
+    assert "### Latest evaluation t (" in card and "Evaluated after round 1" in card
+    again = runner.invoke(
+        cli, ["eval", str(config), "--models", "base,round-1", "--name", "t"], catch_exceptions=False
+    )
+    assert again.exit_code == 0 and "eval t: already in the card of round-1" in again.output, again.output
+    assert (LocalStore(cfg.run_dir() / "revisions").folder(1) / "README.md").read_text() == card

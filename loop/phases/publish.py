@@ -114,9 +114,7 @@ def holdout_summary(ctx: RoundContext) -> dict | None:
 
 def latest_evaluation(ctx: RoundContext) -> dict | None:
     """The run's latest `pickloop eval` result for the card (one line per model), or None."""
-    from loop.evaluation.report import headline, latest_report
+    from loop.evaluation.report import card_entry, latest_report
 
     report = latest_report(ctx.run.dir)
-    if report is None:
-        return None
-    return {"name": report.name, "headline": headline(report), "lines": report.status_lines()}
+    return None if report is None else card_entry(report)
