@@ -715,34 +715,35 @@ class HubPublisher:
 
     def annotate_evaluation(self, evaluation: dict[str, Any]) -> CardUpdate | None:
         """Put `evaluation` into the card on `main` by a card-only commit (the `round-N` tags stay
-        where they are); None when nothing is published; no commit when the card already has it."""
+        where they are); None when nothing is published; no commit when the card already has it.
+        Each try reads `main` again, so a commit that landed but lost its answer is not repeated."""
         from huggingface_hub import CommitOperationAdd
 
-        tags = self.tags()
-        rounds = [_round_of(t) for t in tags if re.fullmatch(r"round-\d+", t)]
+        rounds = [_round_of(t) for t in self.tags() if re.fullmatch(r"round-\d+", t)]
         if not rounds:
             return None
-        head = self.history()[0][0]
-        card = self.card(head)
-        text, after = with_evaluation(card, evaluation, self.repo_id)
         tag = revision_name(max(rounds))
-        if after != max(rounds):
-            log.warning("the card on main has no lineage row of %s; not adding the evaluation", tag)
-            return None
-        if text == card:
-            return CardUpdate(tag, False, self.url("main"), head)
-        info = self._call(
-            "commit evaluation card",
-            lambda: self.api.create_commit(
+
+        def attempt() -> CardUpdate | None:
+            head = self.history()[0][0]
+            card = self.card(head)
+            text, after = with_evaluation(card, evaluation, self.repo_id)
+            if after != max(rounds):
+                log.warning("the card on main has no lineage row of %s; not adding the evaluation", tag)
+                return None
+            if text == card:
+                return CardUpdate(tag, False, self.url("main"), head)
+            info = self.api.create_commit(
                 self.repo_id,
                 [CommitOperationAdd("README.md", text.encode("utf-8"))],
                 commit_message=self.evaluation_message(str(evaluation.get("name")), after),
                 repo_type=REPO_TYPE,
                 revision="main",
                 parent_commit=head,
-            ),
-        )
-        return CardUpdate(tag, True, self.url("main"), info.oid)
+            )
+            return CardUpdate(tag, True, self.url("main"), info.oid)
+
+        return self._call("commit evaluation card", attempt)
 
     def load(self, round_n: int, config: str | None = None) -> datasets.Dataset:
         import datasets as hf_datasets

@@ -359,10 +359,21 @@ def test_hub_evaluation_after_the_last_round_is_a_card_only_commit_on_main(hub: 
     assert rows[0] == read_lineage(tagged)[0] and rows[1].records == read_lineage(tagged)[1].records
     assert datasets.load_dataset(repo, split="train").to_list() == round_rows(2), "main still loads"
 
+    # a newer evaluation whose commit lands but loses its answer: the retry finds it, no second commit
+    newer = {**EVALUATION, "name": "e-2"}
+    hub.app.reset()
+    hub.app.inject_failures("commit", 1, 504, lost=True)
+    lost = annotate_evaluation(newer, settings, run_name="t")
+    assert lost is not None and not lost.changed, "the retry saw the landed commit"
+    assert [s for _, r, _, s in hub.requests if r == "commit"] == [504]
+    assert titles(repo).count("pickloop t: evaluation e-2 after round 2") == 1
+    assert read_lineage(card_at(repo, "main"))[1].evaluation["name"] == "e-2"
+    annotate_evaluation(EVALUATION, settings, run_name="t")  # back to the first one
+
     # the same evaluation again: the card already has it, no commit
     again = annotate_evaluation(EVALUATION, settings, run_name="t")
     assert again is not None and not again.changed
-    assert titles(repo).count("pickloop t: evaluation e-after after round 2") == 1
+    assert titles(repo).count("pickloop t: evaluation e-after after round 2") == 2  # e-after, e-2, e-after
 
     # the next round's publish carries its own evaluation line (no "after round" note) and all rows
     publish_round(round_dataset(3), stats_for(3), settings, run_name="t")
