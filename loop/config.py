@@ -592,6 +592,29 @@ class EvalSettings(Section):
     bootstrap: int = Field(
         1000, ge=100, description="Bootstrap resamples of the questions for the strengths' 95% intervals."
     )
+    after_rounds: list[Annotated[int, Field(ge=1)]] = Field(
+        default_factory=list,
+        description=(
+            "Rounds after whose publish the `eval` phase evaluates (e.g. [1, 3]); empty: the phase is a "
+            "no-op unless every_round. Judged by the labelers, waited for as a round is."
+        ),
+    )
+    every_round: bool = Field(False, description="The `eval` phase evaluates after every round's publish.")
+    models: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Models the `eval` phase compares (base, round-N), this round's model always added; empty: "
+            "base, every round the phase evaluated before, and this round."
+        ),
+    )
+
+    @field_validator("models")
+    @classmethod
+    def _model_names(cls, value: list[str]) -> list[str]:
+        bad = [name for name in value if name != "base" and not re.fullmatch(r"round-[1-9][0-9]*", name)]
+        if bad:
+            raise _custom((), f"unknown model {_show(bad[0])}; name base or round-N")
+        return value
 
     @field_validator("max_new_tokens", mode="before")
     @classmethod
@@ -604,10 +627,19 @@ class EvalSettings(Section):
             self.path = None
         if self.path is not None and self.holdout_fraction is not None:
             raise _custom(("holdout_fraction",), "give either path (a question set) or holdout_fraction, not both")
+        if self.every_round and self.after_rounds:
+            raise _custom(("after_rounds",), "give either every_round or after_rounds, not both")
+        if (self.every_round or self.after_rounds) and not self.configured():
+            which = "every_round" if self.every_round else "after_rounds"
+            raise _custom((which,), "the eval phase needs questions: set eval.path or eval.holdout_fraction")
         return self
 
     def configured(self) -> bool:
         return self.path is not None or self.holdout_fraction is not None
+
+    def evaluates_after(self, round_n: int) -> bool:
+        """Whether the `eval` phase evaluates in round `round_n`."""
+        return self.every_round or round_n in self.after_rounds
 
 
 # --------------------------------------------------------------------------- URL and repo id checks

@@ -13,7 +13,20 @@ order, so a re-run publish writes identical data.
 
 Which turns: every record `aggregate` counts as completed (at least `argilla.min_submitted`
 submitted responses), including "none acceptable" majorities and conflicts (their `agreement` is in
-every row, to filter on). Turns `select` did not ask, and records below `min_submitted`, give nothing.
+every row, to filter on), and every record the `review` phase decided. Turns `select` did not ask,
+and records below `min_submitted` that nobody reviewed, give nothing.
+
+Reviewed turns (`aggregate.on_conflict: review`): the rows follow the votes that decided the
+published answer (`loop.phases.review.review_votes`), read from `reviewed.jsonl` (which records the
+review decided, and by whom) and `review_responses.jsonl` (the reviewers' submitted responses):
+- one more labeler: their ranking joins the round's votes, replacing their own earlier ranking of the
+  record, and the pairs are the Borda pairs of the merged votes (`annotators` counts the merged votes);
+- an owner: the owner's response alone is final, so the pairs are the owner's ranking's (an owner's
+  edit above every candidate), `chosen_by` the owner, `annotators` 1; the labelers' conflicting
+  rankings of that turn give no pairs, as they did not decide the answer.
+Either way the published answer is at the top of the turn's pairs (or tied there), and the rows
+carry `reviewed_by` (`labeler`/`owner`; None for turns nobody reviewed) to filter on. A record queued
+for review that nobody reviewed keeps the round's votes.
 
 `preferences` (TRL's conversational preference format, explicit prompt), one row per pair:
 - `prompt`: the conversation before the turn, as labelers and the model saw it (the round's input,
@@ -29,13 +42,13 @@ every row, to filter on). Turns `select` did not ask, and records below `min_sub
   `turn` (index of the assistant message in `messages`), `round`, `chosen_source`/`rejected_source`
   (`original` | `model` | `edited`), `chosen_by`/`rejected_by` (usernames of the annotators who ranked
   chosen above rejected / the other way round; the rest tied them or did not rank), `annotators`
-  (submitted responses), `margin` (chosen's minus rejected's Borda points; None for an edit pair) and
-  `agreement` (the turn's Kendall's W, None with one ranking). Provenance goes only to the Hub/local
+  (submitted responses), `margin` (chosen's minus rejected's Borda points; None for an edit pair),
+  `agreement` (the turn's Kendall's W, None with one ranking) and `reviewed_by` (see above). Provenance goes only to the Hub/local
   revision, never to Argilla, so labelers still cannot tell an original from a model answer.
 
 `preferences_kto` (TRL's conversational unpaired preference format): one row per distinct answer of
 every turn that gave at least one pair: `prompt`, `completion` (one assistant message), `label`
-(bool), plus `id`, `example_id`, `turn`, `round`, `source`, `annotators`. `label` is True for each
+(bool), plus `id`, `example_id`, `turn`, `round`, `source`, `annotators`, `reviewed_by`. `label` is True for each
 edit and, when the turn has no edit and no "none acceptable" majority, for the candidates tied at
 the top of the aggregated ranking; every other answer is False (a labeler writes an answer only when
 no candidate is right).
@@ -53,6 +66,7 @@ the mapping (`pseudonym(username)`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -65,7 +79,7 @@ if TYPE_CHECKING:
     import datasets
 
     from loop.data import Example
-    from loop.phases.aggregate import RecordCandidates, Response
+    from loop.phases.aggregate import Decision, RecordCandidates, Response
 
 PAIRS_CONFIG = "preferences"
 KTO_CONFIG = "preferences_kto"
@@ -156,6 +170,7 @@ def pair_features() -> datasets.Features:
             "annotators": Value("int64"),
             "margin": Value("float64"),
             "agreement": Value("float64"),
+            "reviewed_by": Value("string"),
         }
     )
 
@@ -174,6 +189,7 @@ def kto_features() -> datasets.Features:
             "round": Value("int64"),
             "source": Value("string"),
             "annotators": Value("int64"),
+            "reviewed_by": Value("string"),
         }
     )
 
@@ -233,6 +249,7 @@ def turn_rows(
     responses: Sequence[Response],
     prompt: Sequence[Mapping[str, str]],
     round_n: int,
+    reviewed_by: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(pairs, kto rows) of one completed turn; see the module docstring for the rules."""
     from loop.phases.aggregate import kendalls_w
@@ -242,6 +259,7 @@ def turn_rows(
     agreement = kendalls_w(rankings, list(record.slots))
     prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in prompt]
     common = {"example_id": str(record.example_id), "turn": record.turn, "round": round_n}
+    tag = {"reviewed_by": reviewed_by}
     pairs = []
     for i, chosen in enumerate(answers):
         for rejected in answers[i + 1 :]:
@@ -269,6 +287,7 @@ def turn_rows(
                     "annotators": len(responses),
                     "margin": margin,
                     "agreement": agreement,
+                    **tag,
                 }
             )
     if not pairs:
@@ -285,6 +304,7 @@ def turn_rows(
             **common,
             "source": a.source,
             "annotators": len(responses),
+            **tag,
         }
         for a in answers
     ]
@@ -301,17 +321,20 @@ def round_preferences(
     conversations: Mapping[str, Sequence[Mapping[str, str]]],
     *,
     min_submitted: int = 1,
+    reviewed_by: Mapping[str, str] | None = None,
 ) -> PreferenceData:
     """Every completed record's rows, in record (plan) order.
 
     `conversations` maps example id -> the round's input `messages`; a turn's prompt is the messages
-    before it.
+    before it. `reviewed_by` maps the record ids the review decided to `owner`/`labeler`; their
+    `responses` are the deciding votes (`merge_review`) and count as completed.
     """
+    reviewed_by = reviewed_by or {}
     pairs: list[dict[str, Any]] = []
     kto: list[dict[str, Any]] = []
     for rec in records:
         got = responses.get(rec.record_id, ())
-        if len(got) < max(1, min_submitted):
+        if not got or (len(got) < min_submitted and rec.record_id not in reviewed_by):
             continue
         messages = conversations.get(str(rec.example_id))
         if messages is None or not 0 < rec.turn < len(messages):
@@ -319,20 +342,75 @@ def round_preferences(
                 f"record {rec.record_id}: example {rec.example_id!r} turn {rec.turn} is not in the "
                 "round's input; redo the round from push (`pickloop round redo push CONFIG`)"
             )
-        p, k = turn_rows(rec, got, list(messages[: rec.turn]), round_n)
+        p, k = turn_rows(rec, got, list(messages[: rec.turn]), round_n, reviewed_by.get(rec.record_id))
         pairs += p
         kto += k
     return PreferenceData(pairs, kto)
 
 
+def merge_review(
+    records: Sequence[RecordCandidates],
+    responses: Mapping[str, Sequence[Response]],
+    decisions: Sequence[Decision],
+    review_rows: Sequence[Mapping[str, Any]],
+) -> tuple[dict[str, list[Response]], dict[str, str]]:
+    """(record id -> the votes that decided it, record id -> `owner`/`labeler` for reviewed records).
+
+    `decisions` are `reviewed.jsonl`'s, `review_rows` `review_responses.jsonl`'s (every response as
+    pulled; only submitted ones count, rankings restricted to the record's slots). A row without the
+    `owner` mark (written before it existed) counts as an owner's when the decision says an owner
+    decided.
+    """
+    from loop.phases.aggregate import Response
+    from loop.phases.review import review_votes
+
+    slots = {r.record_id: r.slots for r in records}
+    merged = {k: list(v) for k, v in responses.items()}
+    by: dict[str, str] = {}
+    for d in decisions:
+        if not d.reviewed_by or d.record_id not in slots:
+            continue
+        rows = [r for r in review_rows if r.get("record") == d.record_id and r.get("status") == "submitted"]
+        reviews = [
+            Response(
+                str(r["user"]),
+                tuple((str(s), int(k)) for s, k in r.get("ranking") or () if s in slots[d.record_id]),
+                r.get("better_answer"),
+                bool(r.get("none_acceptable")),
+            )
+            for r in sorted(rows, key=lambda r: str(r["user"]))
+        ]
+        if not reviews:
+            continue
+        owners = {str(r["user"]) for r in rows if r.get("owner", d.reviewed_by == "owner")}
+        merged[d.record_id], by[d.record_id] = review_votes(merged.get(d.record_id, ()), reviews, owners)
+    return merged, by
+
+
 def read_round(
-    pulled: Path, examples: Sequence[Example], round_n: int, *, min_submitted: int = 1
+    pulled: Path,
+    examples: Sequence[Example],
+    round_n: int,
+    *,
+    min_submitted: int = 1,
+    reviewed: Path | None = None,
+    review_responses: Path | None = None,
 ) -> PreferenceData:
-    """A round's preference rows from its `pulled.json`; none when nothing was pulled."""
-    from loop.phases.aggregate import read_pulled
+    """A round's preference rows from its `pulled.json`, and from the review's `reviewed.jsonl` and
+    `review_responses.jsonl` when the review phase decided records; none when nothing was pulled."""
+    from loop.phases.aggregate import read_decisions, read_pulled
 
     if not pulled.exists():
         return PreferenceData([], [])
     records, responses, _, _ = read_pulled(pulled)
+    by: dict[str, str] = {}
+    if reviewed is not None and review_responses is not None and reviewed.exists():
+        rows = []
+        if review_responses.exists():
+            text = review_responses.read_text(encoding="utf-8")
+            rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+        responses, by = merge_review(records, responses, read_decisions(reviewed), rows)
     conversations = {str(ex.id): ex.messages for ex in examples}
-    return round_preferences(round_n, records, responses, conversations, min_submitted=min_submitted)
+    return round_preferences(
+        round_n, records, responses, conversations, min_submitted=min_submitted, reviewed_by=by
+    )

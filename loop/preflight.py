@@ -47,6 +47,10 @@ def preflight(
         check_hub(config)
     if config.aggregate.on_conflict == "review" and "review" in phases:
         phases.add("push")  # the review phase pushes, waits and pulls a review dataset
+    if any(name == "eval" and config.eval.evaluates_after(n) for n, name in pending):
+        phases.add("push")  # the eval phase pushes, waits and pulls an evaluation dataset
+        if config.publish.hub_repo and "publish" not in phases:
+            check_hub(config)  # and commits its result to the card
     if phases & ARGILLA_PHASES:  # the only check that needs the network: last
         check_argilla(config)
 

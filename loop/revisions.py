@@ -19,7 +19,12 @@ this round's commits by their messages, so a push (or card commit) that landed b
 never repeated. Transient HTTP errors are retried with `loop.retry.with_retries`.
 
 Local store (no `publish.hub_repo`): `<store>/round-N/{data/train-*.parquet, <extra>/train-*.parquet,
-README.md}` written atomically, plus `<store>/revisions.json`. Each round folder is also a loadable
+README.md}` written atomically, plus `<store>/revisions.json`.
+
+An evaluation made after the last published round (`annotate_evaluation`, called by `pickloop eval`)
+goes into that round's card as a card-only commit on `main` (the tag does not move; the card says
+"evaluated after round N"), or into the local store's newest `round-N/README.md` (the index's content
+hash refreshed). The card text is compared first, so the same evaluation never commits twice. Each round folder is also a loadable
 dataset folder: `load_dataset("<store>/round-N")` (or `..., "preferences")`) or `load_round(...)`.
 
     from loop.revisions import RoundStats, publish_round, load_round
@@ -308,6 +313,14 @@ def _evaluation_lines(latest: RoundStats) -> list[str]:
     e = latest.evaluation
     if e:
         out += ["", f"### Latest {_cell(e.get('headline'))}", ""]
+        after = e.get("after_round")
+        if after is not None:
+            out += [
+                f"Evaluated after round {int(after)}: added to this card after `{revision_name(int(after))}` "
+                f"was published (on the Hub a card-only commit on `main`; the `{revision_name(int(after))}` "
+                "tag still points at the card without it).",
+                "",
+            ]
         out += [f"- {_cell(line)}" for line in e.get("lines", [])]
         out += ["", "Strengths: Bradley–Terry, log scale, 95% bootstrap intervals; win rates count ties half."]
     return out
@@ -332,6 +345,31 @@ def merge_lineage(
     else:
         body = (body.rstrip("\n") + "\n\n" if body.strip() else "\n" if header else "") + section
     return header + body
+
+
+def with_evaluation(card_text: str, evaluation: dict[str, Any], repo_id: str | None) -> tuple[str, int | None]:
+    """(the card with `evaluation` as its newest lineage row's, that row's round); the card unchanged
+    and None when it has no lineage. The rest of the card, the YAML header and the other rows stay as
+    they were; the machine-readable rows are rewritten with the new evaluation."""
+    from dataclasses import replace
+
+    rows = read_lineage(card_text)
+    if not rows:
+        return card_text, None
+    latest = max(rows, key=lambda r: r.round)
+    after = {**evaluation, "after_round": latest.round}
+    return merge_lineage(card_text, replace(latest, evaluation=after), repo_id, rows), latest.round
+
+
+@dataclass(frozen=True)
+class CardUpdate:
+    """What `annotate_evaluation` did to the latest revision's card."""
+
+    revision: str
+    changed: bool
+    """False: the card already carried this evaluation (no commit, no write)."""
+    url: str
+    commit: str | None = None
 
 
 # -- extra configs ------------------------------------------------------------------------------
@@ -672,6 +710,41 @@ class HubPublisher:
         log.info("published %s of %s at %s", tag, self.repo_id, card[:8])
         return PublishedRevision(round_n, tag, card, self.url(tag), "hub", created=True)
 
+    def evaluation_message(self, name: str, round_n: int) -> str:
+        return f"pickloop {self.run_name}: evaluation {name} after round {round_n}"
+
+    def annotate_evaluation(self, evaluation: dict[str, Any]) -> CardUpdate | None:
+        """Put `evaluation` into the card on `main` by a card-only commit (the `round-N` tags stay
+        where they are); None when nothing is published; no commit when the card already has it.
+        Each try reads `main` again, so a commit that landed but lost its answer is not repeated."""
+        from huggingface_hub import CommitOperationAdd
+
+        rounds = [_round_of(t) for t in self.tags() if re.fullmatch(r"round-\d+", t)]
+        if not rounds:
+            return None
+        tag = revision_name(max(rounds))
+
+        def attempt() -> CardUpdate | None:
+            head = self.history()[0][0]
+            card = self.card(head)
+            text, after = with_evaluation(card, evaluation, self.repo_id)
+            if after != max(rounds):
+                log.warning("the card on main has no lineage row of %s; not adding the evaluation", tag)
+                return None
+            if text == card:
+                return CardUpdate(tag, False, self.url("main"), head)
+            info = self.api.create_commit(
+                self.repo_id,
+                [CommitOperationAdd("README.md", text.encode("utf-8"))],
+                commit_message=self.evaluation_message(str(evaluation.get("name")), after),
+                repo_type=REPO_TYPE,
+                revision="main",
+                parent_commit=head,
+            )
+            return CardUpdate(tag, True, self.url("main"), info.oid)
+
+        return self._call("commit evaluation card", attempt)
+
     def load(self, round_n: int, config: str | None = None) -> datasets.Dataset:
         import datasets as hf_datasets
 
@@ -801,6 +874,27 @@ class LocalStore:
         files = sorted(str(p) for p in (folder / "data").glob("*.parquet"))
         return hf_datasets.load_dataset("parquet", data_files={_SPLIT: files}, split=_SPLIT)
 
+    def annotate_evaluation(self, evaluation: dict[str, Any]) -> CardUpdate | None:
+        """Put `evaluation` into the newest revision folder's card (written atomically, the index's
+        content hash refreshed); None when nothing is published; no write when the card has it."""
+        published = [_round_of(t) for t in self.index()["revisions"] if self.folder(_round_of(t)).is_dir()]
+        if not published:
+            return None
+        round_n = max(published)
+        path = self.folder(round_n) / "README.md"
+        card = path.read_text(encoding="utf-8") if path.exists() else ""
+        text, after = with_evaluation(card, evaluation, None)
+        tag = revision_name(round_n)
+        if after != round_n:
+            return None
+        if text == card:
+            return CardUpdate(tag, False, str(path))
+        fsutil.write_text(path, text)
+        index = self.index()
+        index["revisions"][tag]["commit_sha"] = self._content_sha(self.folder(round_n))
+        fsutil.write_json(self.root / self.INDEX, index)
+        return CardUpdate(tag, True, str(path), index["revisions"][tag]["commit_sha"])
+
     def lineage(self, round_n: int) -> list[RoundStats]:
         card = self.folder(round_n) / "README.md"
         return read_lineage(card.read_text(encoding="utf-8")) if card.exists() else []
@@ -852,6 +946,20 @@ def publish_round(
     if isinstance(backend, HubPublisher):
         return backend.publish(dataset, stats, extra)
     return backend.publish(dataset, stats, run_name, extra)
+
+
+def annotate_evaluation(
+    evaluation: dict[str, Any],
+    settings: PublishSettings,
+    *,
+    run_name: str,
+    run_dir: Path | None = None,
+    token: str | None = None,
+) -> CardUpdate | None:
+    """Add an evaluation made after the last published round to that round's card (Hub: `main`;
+    local store: the round's folder); None when no round is published yet."""
+    backend = backend_for(settings, run_name=run_name, run_dir=run_dir, token=token)
+    return backend.annotate_evaluation(evaluation)
 
 
 def load_round(

@@ -131,6 +131,18 @@ def m005_review_after_aggregate(raw: dict[str, Any]) -> None:
                 phases["publish"]["keys"] = None
 
 
+@migration
+def m006_eval_after_publish(raw: dict[str, Any]) -> None:
+    """The `eval` phase now runs after `publish`: a round published before it existed gets `eval`
+    marked done as a no-op (nothing evaluated, `skipped` says why); its hash, and the next round's train hash
+    chained on it, are adopted by the driver (`keys: None`; the chain moved, the settings did not)."""
+    for phases in raw["rounds"].values():
+        pub = phases.get("publish")
+        if pub and "eval" not in phases:
+            summary = {"skipped": "the round was published before the eval phase existed"}
+            phases["eval"] = {**pub, "seconds": 0.0, "summary": summary, "keys": None}
+
+
 def migrate(raw: dict[str, Any], path: Path) -> bool:
     """Apply the migrations `raw` has not seen; True when anything changed."""
     version = raw.get("version")

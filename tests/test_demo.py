@@ -153,3 +153,7 @@ def test_a_demo_that_ends_with_a_simulated_evaluation(pickloop_home: Path) -> No
     report = json.loads((run_dir / "eval" / "demo" / "report.json").read_text())
     assert report["simulated"] is True and report["records"] == 2 and report["judgements"] == 4
     assert "SIMULATION" in (run_dir / "eval" / "demo" / "report.md").read_text()
+    # The evaluation came after the last round: that round's card shows it, announced as a simulation.
+    card = (run_dir / "revisions" / "round-1" / "README.md").read_text()
+    assert "Evaluated after round 1" in card and "simulated judges (a SIMULATION)" in card
+    assert "eval demo: added to the card of round-1" in out

@@ -65,6 +65,7 @@ SECONDS = {
     "aggregate": 0.0,
     "review": 0.0,
     "publish": 1.25,
+    "eval": 0.0,
 }
 AGGREGATE = {
     1: {
@@ -123,7 +124,9 @@ def driver(tmp_path: Path) -> Driver:
         paths.output.parent.mkdir(parents=True, exist_ok=True)
         datasets.Dataset.from_list(rows).to_parquet(str(paths.output))
         for phase in PHASE_NAMES:
-            summary = {"train": TRAIN[n], "aggregate": AGGREGATE[n], "regenerate": {"skipped": "off"}}.get(phase, {})
+            summary = {"train": TRAIN[n], "aggregate": AGGREGATE[n], "regenerate": {"skipped": "off"}, "eval": {"skipped": "off"}}.get(
+                phase, {}
+            )
             state.mark_done(n, phase, f"h{n}{phase}", SECONDS[phase] * n, summary)
     state.mark_done(3, "train", "h3", 9.0, {"examples": 4, "final_loss": 0.5})  # unfinished: no row
     return drv

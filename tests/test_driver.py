@@ -106,7 +106,7 @@ def test_two_rounds_with_scripted_annotators(env, tiny_model: Path, tmp_path: Pa
             else:
                 rankings.submit_response(b, b_ids[rec.external_id], b_vals)
 
-    for phase in ("wait", "pull", "aggregate", "review", "publish"):
+    for phase in ("wait", "pull", "aggregate", "review", "publish", "eval"):
         driver.run_phase(1, phase)
     review = driver.state().record(1, "review").summary
     assert review["reason"] == "not_review" and not review["rewritten"], "keep_current: nothing to review"

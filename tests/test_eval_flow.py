@@ -149,6 +149,19 @@ def test_eval_end_to_end_with_kill_resume_and_blind_records(
         workspace=cfg.argilla.workspace,
         interval=0.2,
     )
+    # Round 1 was published (local store) before this evaluation: its card will show the result.
+    import datasets
+
+    from loop.revisions import LocalStore, RoundStats, publish_round
+
+    published = datasets.Dataset.from_list([{"id": "x", "messages": [{"role": "user", "content": "x"}]}])
+    publish_round(
+        published,
+        RoundStats.from_dataset(published, 1),
+        cfg.publish,
+        run_name=cfg.run.name,
+        run_dir=cfg.run_dir(),
+    )
     judges.start()
     try:
         result = runner.invoke(
@@ -175,3 +188,70 @@ def test_eval_end_to_end_with_kill_resume_and_blind_records(
     for row in map(json.loads, paths.responses.read_text().splitlines()):
         q = row["question_id"]
         assert row["outcome"] == judge(answers[row["model_a"]][q], answers[row["model_b"]][q], refs[q])
+
+    # The evaluation reached the card of the latest published round, once.
+    assert "eval t: added to the card of round-1" in result.output
+    card = (LocalStore(cfg.run_dir() / "revisions").folder(1) / "README.md").read_text()
+    assert "### Latest evaluation t (" in card and "Evaluated after round 1" in card
+    again = runner.invoke(
+        cli, ["eval", str(config), "--models", "base,round-1", "--name", "t"], catch_exceptions=False
+    )
+    assert again.exit_code == 0 and "eval t: already in the card of round-1" in again.output, again.output
+    assert (LocalStore(cfg.run_dir() / "revisions").folder(1) / "README.md").read_text() == card
+
+
+def test_the_eval_phase_evaluates_after_a_listed_round(
+    argilla_stack,
+    tiny_model,
+    trained_round,
+    tmp_path,
+    monkeypatch,
+    pickloop_home,  # noqa: F811
+) -> None:
+    """`eval.after_rounds: [1]`: round 1's last phase runs `pickloop eval`'s steps as evaluation
+    `round-1` (base vs round-1), the simulated judges (a SIMULATION) decide, and the card of the
+    revision just published shows the result."""
+    import datasets
+    from test_driver_hashes import placeholder_summary
+
+    from loop.driver import Driver
+    from loop.phases import PHASE_NAMES
+    from loop.revisions import LocalStore, RoundStats, publish_round
+
+    monkeypatch.setenv("ARGILLA_API_KEY", argilla_stack.api_key)
+    config = _setup(tmp_path, tiny_model, trained_round, argilla_stack.api_url)
+    raw = yaml.safe_load(config.read_text())
+    raw["eval"]["after_rounds"] = [1]
+    config.write_text(yaml.safe_dump(raw))
+    cfg = load_config(config)
+    driver = Driver(cfg, progress=False)
+    state = driver.state()
+    for name in PHASE_NAMES[1:-1]:  # train is done (_setup); the rest of round 1 as if it ran
+        state.mark_done(1, name, f"h-{name}", 0.0, placeholder_summary(name))
+    ds = datasets.Dataset.from_list([{"id": "x", "messages": [{"role": "user", "content": "x"}]}])
+    publish_round(ds, RoundStats.from_dataset(ds, 1), cfg.publish, run_name=cfg.run.name, run_dir=cfg.run_dir())
+
+    refs = {q["id"]: q["answer"] for q in map(json.loads, (tmp_path / "eval.jsonl").read_text().splitlines())}
+    judges = SimulatedJudges(
+        argilla_stack.api_url,
+        pickloop_home / "argilla",
+        cfg.argilla.labelers,
+        refs,
+        run=cfg.run.name,
+        workspace=cfg.argilla.workspace,
+        interval=0.2,
+    )
+    judges.start()
+    try:
+        outcome = driver.run_phase(1, "eval")
+    finally:
+        judges.stop()
+    s = outcome.summary
+    assert (s.evaluated, s.name, s.models, s.judgements) == (True, "round-1", ["base", "round-1"], 4)
+    assert any(line.startswith("round-1: strength") for line in s.lines)
+    report = json.loads(RunPaths(cfg.run_dir()).evaluation("round-1").report_json.read_text())
+    assert report["judgements"] == 4 and {x["model"] for x in report["strengths"]} == {"base", "round-1"}
+    card = (LocalStore(cfg.run_dir() / "revisions").folder(1) / "README.md").read_text()
+    assert "### Latest evaluation round-1 (" in card and "Evaluated after round 1" in card
+    assert driver.state().finished_rounds() == [1]
+    assert driver.run_phase(1, "eval").skipped, "done once"

@@ -33,6 +33,7 @@ from loop.data import load_examples
 from loop.driver import Driver
 from loop.phases.aggregate import Decision, RecordCandidates, Response, read_decisions
 from loop.phases.generate import Candidate, SampleSpec, TurnCandidates, write_candidates
+from loop.phases.publish import preference_data
 from loop.phases.review import review_decision
 from loop.state import RunState
 
@@ -234,6 +235,14 @@ def test_one_more_labeler_decides_the_conflicts_in_the_same_round(
         3,
     )
     assert (d["q1"].choice, d["q1"].answer, d["q1"].reviewed_by) == ("model", "model answer 1 q1", "labeler")
+    # Publish's preference pairs count the reviewer's vote: q1's published answer is chosen over the rest.
+    prefs = preference_data(r.driver.context(1))
+    q1 = [p for p in prefs.pairs if p["example_id"] == "q1"]
+    assert {p["chosen"][0]["content"] for p in q1 if p["margin"] == max(x["margin"] for x in q1)} == {
+        "model answer 1 q1"
+    }
+    assert {p["reviewed_by"] for p in q1} == {"labeler"} and {p["annotators"] for p in q1} == {3}
+    assert any(reviewer in p["chosen_by"] for p in q1)
     assert d["q1"].conflict and d["q1"].reason == agg["q1"].reason, "the conflict stays on record"
     assert d["q2"].choice == "original" and d["q2"].reviewed_by is None
     # The round's dataset is the reviewed one: publish and round 2 read it.
@@ -278,6 +287,20 @@ def test_without_reviewers_the_owner_reviews_and_the_owners_top_choice_is_final(
     # q0: the labelers' Borda favours candidate 1, the owner's first place (candidate 2) is final.
     assert (d["q0"].choice, d["q0"].answer, d["q0"].reviewed_by) == ("model", "model answer 2 q0", "owner")
     assert (d["q1"].choice, d["q1"].reviewed_by, d["q1"].changed) == ("original", "owner", False)
+    # Publish's preference pairs follow the owner: their ranking alone, the published answer on top.
+    owner = r.owner.me()["username"]
+    prefs = preference_data(r.driver.context(1))
+    q0 = [p for p in prefs.pairs if p["example_id"] == "q0"]
+    assert [(p["chosen"][0]["content"], p["rejected"][0]["content"]) for p in q0] == [
+        ("model answer 2 q0", "original answer q0"),
+        ("model answer 2 q0", "model answer 1 q0"),
+        ("original answer q0", "model answer 1 q0"),
+    ]
+    assert {(tuple(p["chosen_by"]), p["annotators"], p["reviewed_by"]) for p in q0} == {
+        ((owner,), 1, "owner")
+    }
+    assert {p["reviewed_by"] for p in prefs.pairs if p["example_id"] in ("q2", "q3")} == {None}
+    assert preference_data(r.driver.context(1)) == prefs
 
 
 @pytest.mark.argilla

@@ -199,6 +199,114 @@ def test_a_round_uses_history_skips_incomplete_records_and_is_deterministic(tmp_
         read_round(pulled, [Example("mt", conversation[:3])], 2, min_submitted=2)
 
 
+def test_reviewed_turns_follow_the_votes_that_decided_them(tmp_path: Path):
+    """A labeler reviewer's ranking replaces their own and the merged Borda gives the pairs; an owner's
+    ranking alone gives them; a queued record nobody reviewed keeps the round's votes."""
+    from loop.data import Example
+    from loop.phases.review import review_decision
+
+    recs = [record(SLOTS, example=f"q{i}") for i in range(4)]
+    votes = [ranked("ann1", "b", "a", "c"), ranked("ann2", "c", "a", "b")]
+    responses = {r.record_id: list(votes) for r in recs}
+    convs = {f"q{i}": QUESTION for i in range(4)}
+    rev = {  # q0: one more labeler; q1: ann1 takes a second look; q2: an owner; q3: nobody
+        recs[0].record_id: [{"user": "ann3", "ranking": [["c", 1], ["b", 2], ["a", 3]], "owner": False}],
+        recs[1].record_id: [{"user": "ann1", "ranking": [["c", 1], ["a", 2], ["b", 3]], "owner": False}],
+        recs[2].record_id: [
+            {"user": "boss", "ranking": [["a", 1], ["b", 2], ["c", 3], ["x", 4]], "owner": True}
+        ],
+    }
+    rows = [
+        {"record": rid, "status": "submitted", "better_answer": None, "none_acceptable": False, **r}
+        for rid, got in rev.items()
+        for r in got
+    ] + [
+        {
+            "record": recs[3].record_id,
+            "user": "ann3",
+            "status": "draft",
+            "ranking": [["b", 1]],
+            "owner": False,
+        }
+    ]
+    base = decide(recs[0], votes, min_submitted=2)
+    decisions = []
+    for rec in recs:
+        got = [
+            Response(r["user"], tuple(tuple(x) for x in r["ranking"] if x[0] in rec.slots))
+            for r in rev.get(rec.record_id, [])
+        ]
+        decisions.append(review_decision(rec, votes, got, {"boss"}, base))
+    assert [d.reviewed_by for d in decisions] == ["labeler", "labeler", "owner", None]
+    assert [d.answer for d in decisions[:3]] == ["model two", "model two", "orig"]
+
+    def top(data: PreferenceData, i: int) -> list[tuple[str, str]]:
+        return sides([p for p in data.pairs if p["example_id"] == f"q{i}"])
+
+    data = round_preferences(1, recs, responses, convs, min_submitted=2)
+    assert data.pairs == [], "before: the two rankings tie every candidate (a conflict)"
+
+    # the same merge as the review phase, from its two files, every time
+    (tmp_path / "reviewed.jsonl").write_text("".join(json.dumps(asdict(d)) + "\n" for d in decisions))
+    (tmp_path / "review_responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pulled = tmp_path / "pulled.json"
+    pulled.write_text(
+        json.dumps(
+            {
+                "records": [asdict(r) for r in recs],
+                "responses": {k: [asdict(r) for r in v] for k, v in responses.items()},
+                "discarded": 0,
+                "draft": 1,
+            }
+        )
+    )
+    examples = [Example(f"q{i}", QUESTION) for i in range(4)]
+
+    def read() -> PreferenceData:
+        return read_round(
+            pulled,
+            examples,
+            1,
+            min_submitted=2,
+            reviewed=tmp_path / "reviewed.jsonl",
+            review_responses=tmp_path / "review_responses.jsonl",
+        )
+
+    after = read()
+    assert after == read(), "deterministic"
+    assert read_round(pulled, examples, 1, min_submitted=2) == data, "without the review files: as before"
+    # q0: ann1 b2 a1 c0, ann2 c2 a1 b0, ann3 c2 b1 a0 -> c 4, b 3, a 2: the published answer on top.
+    assert top(after, 0) == [("model two", "model one"), ("model two", "orig"), ("model one", "orig")]
+    q0 = [p for p in after.pairs if p["example_id"] == "q0"]
+    assert [(p["chosen_by"], p["rejected_by"], p["annotators"]) for p in q0][0] == (
+        ["ann2", "ann3"],
+        ["ann1"],
+        3,
+    )
+    # q1: ann1's second look (c a b) replaces their first: c 4, a 2, b 0 with two votes.
+    q1 = [p for p in after.pairs if p["example_id"] == "q1"]
+    assert sides(q1)[0] == ("model two", "orig") and q1[0]["annotators"] == 2
+    assert q1[0]["chosen_by"] == ["ann1", "ann2"]
+    # q2: the owner's ranking alone, chosen by the owner; the labelers' conflict gives no pairs.
+    q2 = [p for p in after.pairs if p["example_id"] == "q2"]
+    assert sides(q2) == [("orig", "model one"), ("orig", "model two"), ("model one", "model two")]
+    assert {
+        (tuple(p["chosen_by"]), tuple(p["rejected_by"]), p["annotators"], p["reviewed_by"]) for p in q2
+    } == {(("boss",), (), 1, "owner")}
+    assert [k["label"] for k in after.kto if k["example_id"] == "q2"] == [True, False, False]
+    # q3 was queued but nobody reviewed it (the draft does not count): the round's tied votes, no pairs.
+    assert top(after, 3) == [] and {
+        p["reviewed_by"] for p in after.pairs if p["example_id"] in ("q0", "q1")
+    } == {"labeler"}
+    # a file written before the `owner` mark: the decision's reviewed_by says who decided
+    for r in rows:
+        r.pop("owner", None)
+    (tmp_path / "review_responses.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert read() == after
+    pseudo = after.pseudonymised("k")
+    assert all(n.startswith("labeler-") for p in pseudo.pairs for n in p["chosen_by"] + p["rejected_by"])
+
+
 def test_empty_round_keeps_the_schema():
     empty = PreferenceData([], []).datasets()
     assert len(empty["preferences"]) == 0 and "chosen_by" in empty["preferences"].column_names

@@ -320,3 +320,97 @@ def test_lineage_shows_the_holdout_and_the_latest_evaluation() -> None:
     assert "### Latest evaluation e-1 (2026-12-01, 6 judgements by 2 judges)" in card
     assert "- round-1: strength +0.40" in card
     assert [r.evaluation for r in read_lineage(card)] == [None, second.evaluation]  # the section still parses
+
+
+EVALUATION = {
+    "name": "e-after",
+    "headline": "evaluation e-after (2026-12-01, 8 judgements by 2 judges)",
+    "lines": ["round-2: strength +0.30", "base: strength -0.30"],
+}
+
+
+def test_hub_evaluation_after_the_last_round_is_a_card_only_commit_on_main(hub: HubServer):
+    from loop.revisions import annotate_evaluation
+
+    repo = new_repo()
+    settings = PublishSettings(hub_repo=repo)
+    assert annotate_evaluation(EVALUATION, settings, run_name="t") is None, "nothing published: nothing to do"
+    for n in (1, 2):
+        publish_round(round_dataset(n), stats_for(n), settings, run_name="t")
+    api = HfApi()
+    tags_before = {t.name: t.target_commit for t in api.list_repo_refs(repo, repo_type="dataset").tags}
+    files_before = sorted(api.list_repo_files(repo, repo_type="dataset"))
+    tagged = card_at(repo, "round-2")
+
+    done = annotate_evaluation(EVALUATION, settings, run_name="t")
+    assert done is not None and (done.revision, done.changed) == ("round-2", True)
+    assert titles(repo)[0] == "pickloop t: evaluation e-after after round 2"
+    tags = {t.name: t.target_commit for t in api.list_repo_refs(repo, repo_type="dataset").tags}
+    assert tags == tags_before, "the round-N tags do not move"
+    assert card_at(repo, "round-2") == tagged
+    assert sorted(api.list_repo_files(repo, repo_type="dataset")) == files_before, "card only"
+    main = card_at(repo, "main")
+    assert split_card(main)[0] == split_card(tagged)[0], "YAML header byte for byte"
+    assert "### Latest evaluation e-after (2026-12-01, 8 judgements by 2 judges)" in main
+    assert "Evaluated after round 2" in main and "`round-2` tag still points at the card without it" in main
+    assert "- round-2: strength +0.30" in main
+    rows = read_lineage(main)
+    assert [r.round for r in rows] == [1, 2] and rows[1].evaluation == {**EVALUATION, "after_round": 2}
+    assert rows[0] == read_lineage(tagged)[0] and rows[1].records == read_lineage(tagged)[1].records
+    assert datasets.load_dataset(repo, split="train").to_list() == round_rows(2), "main still loads"
+
+    # a newer evaluation whose commit lands but loses its answer: the retry finds it, no second commit
+    newer = {**EVALUATION, "name": "e-2"}
+    hub.app.reset()
+    hub.app.inject_failures("commit", 1, 504, lost=True)
+    lost = annotate_evaluation(newer, settings, run_name="t")
+    assert lost is not None and not lost.changed, "the retry saw the landed commit"
+    assert [s for _, r, _, s in hub.requests if r == "commit"] == [504]
+    assert titles(repo).count("pickloop t: evaluation e-2 after round 2") == 1
+    assert read_lineage(card_at(repo, "main"))[1].evaluation["name"] == "e-2"
+    annotate_evaluation(EVALUATION, settings, run_name="t")  # back to the first one
+
+    # the same evaluation again: the card already has it, no commit
+    again = annotate_evaluation(EVALUATION, settings, run_name="t")
+    assert again is not None and not again.changed
+    assert titles(repo).count("pickloop t: evaluation e-after after round 2") == 2  # e-after, e-2, e-after
+
+    # the next round's publish carries its own evaluation line (no "after round" note) and all rows
+    publish_round(round_dataset(3), stats_for(3), settings, run_name="t")
+    card3 = card_at(repo, "round-3")
+    assert [r.round for r in read_lineage(card3)] == [1, 2, 3] and "Evaluated after round" not in card3
+
+
+def test_local_evaluation_after_the_last_round_updates_the_newest_card(tmp_path: Path):
+    from loop.revisions import annotate_evaluation
+
+    settings, run_dir = PublishSettings(), tmp_path / "run"
+    assert annotate_evaluation(EVALUATION, settings, run_name="t", run_dir=run_dir) is None
+    for n in (1, 2):
+        publish_round(round_dataset(n), stats_for(n), settings, run_name="t", run_dir=run_dir)
+    store = LocalStore(run_dir / "revisions")
+    first_card = (store.folder(1) / "README.md").read_text()
+    before = (store.folder(2) / "README.md").read_text()
+    sha_before = store.index()["revisions"]["round-2"]["commit_sha"]
+
+    done = annotate_evaluation(EVALUATION, settings, run_name="t", run_dir=run_dir)
+    assert done is not None and (done.revision, done.changed) == ("round-2", True)
+    card = (store.folder(2) / "README.md").read_text()
+    assert "Evaluated after round 2" in card and "- base: strength -0.30" in card
+    assert split_card(card)[0] == split_card(before)[0]
+    assert "<!-- pickloop-lineage " in card
+    assert [r.evaluation for r in store.lineage(2)] == [None, {**EVALUATION, "after_round": 2}]
+    assert (store.folder(1) / "README.md").read_text() == first_card, "older revisions untouched"
+    entry = store.index()["revisions"]["round-2"]
+    assert entry["commit_sha"] != sha_before and entry["commit_sha"] == store._content_sha(store.folder(2))
+    assert load_round(2, settings, run_dir=run_dir).to_list() == round_rows(2)
+
+    mtime = (store.folder(2) / "README.md").stat().st_mtime_ns
+    again = annotate_evaluation(EVALUATION, settings, run_name="t", run_dir=run_dir)
+    assert again is not None and not again.changed
+    assert (store.folder(2) / "README.md").stat().st_mtime_ns == mtime, "no second write"
+    # a newer evaluation replaces the older one in place
+    newer = {**EVALUATION, "name": "e-2", "headline": "evaluation e-2 (2026-12-02, 4 judgements by 1 judges)"}
+    assert annotate_evaluation(newer, settings, run_name="t", run_dir=run_dir).changed
+    card = (store.folder(2) / "README.md").read_text()
+    assert "### Latest evaluation e-2" in card and "e-after" not in card

@@ -71,6 +71,7 @@ def test_version_1_state_migrates_pull_into_pull_plus_aggregate(tmp_path: Path) 
         "m003_score_before_push",
         "m004_regenerate_after_train",
         "m005_review_after_aggregate",
+        "m006_eval_after_publish",
     ]
     assert RunState.load(tmp_path).record(1, "aggregate") == agg
 
@@ -90,10 +91,11 @@ def test_a_run_pushed_before_the_score_phase_resumes(tmp_path: Path) -> None:
     migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes"]
     (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
     state = RunState.load(tmp_path)
-    assert state.migrations[-3:] == [
+    assert state.migrations[-4:] == [
         "m003_score_before_push",
         "m004_regenerate_after_train",
         "m005_review_after_aggregate",
+        "m006_eval_after_publish",
     ]
     assert state.finished_rounds() == [1]
     assert state.next_phase(2) == "pull", "round 2 resumes where it stopped"
@@ -120,7 +122,11 @@ def test_a_run_trained_before_the_regenerate_phase_resumes(tmp_path: Path) -> No
     migrations = ["m001_split_aggregate_from_pull", "m002_per_key_hashes", "m003_score_before_push"]
     (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
     state = RunState.load(tmp_path)
-    assert state.migrations[-2:] == ["m004_regenerate_after_train", "m005_review_after_aggregate"]
+    assert state.migrations[-3:] == [
+        "m004_regenerate_after_train",
+        "m005_review_after_aggregate",
+        "m006_eval_after_publish",
+    ]
     assert state.finished_rounds() == [1]
     assert state.next_phase(2) == "score", "round 2 resumes where it stopped"
     for n in (1, 2):
@@ -149,7 +155,7 @@ def test_a_run_aggregated_before_the_review_phase_resumes(tmp_path: Path) -> Non
     ]
     (tmp_path / "state.json").write_text(json.dumps({"version": 2, "migrations": migrations, "rounds": rounds}))
     state = RunState.load(tmp_path)
-    assert state.migrations[-1] == "m005_review_after_aggregate"
+    assert state.migrations[-2:] == ["m005_review_after_aggregate", "m006_eval_after_publish"]
     assert state.finished_rounds() == [1] and state.next_phase(2) == "aggregate"
     review = state.record(1, "review")
     assert review.summary == {} and review.keys is None and state.record(1, "publish").keys is None
@@ -167,8 +173,8 @@ def test_invalidate_forgets_the_phase_what_follows_and_later_rounds(tmp_path: Pa
         for phase in PHASES:
             state.mark_done(n, phase, "h", 0.1)
     dropped = state.invalidate(1, PHASES[PHASES.index("pull") :])
-    assert dropped[:4] == [(1, "pull"), (1, "aggregate"), (1, "review"), (1, "publish")]
-    assert {n for n, _ in dropped[4:]} == {2}
+    assert dropped[:5] == [(1, "pull"), (1, "aggregate"), (1, "review"), (1, "publish"), (1, "eval")]
+    assert {n for n, _ in dropped[5:]} == {2}
     reloaded = RunState.load(tmp_path)
     assert reloaded.next_phase(1) == "pull" and 2 not in reloaded.rounds
 

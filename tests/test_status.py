@@ -48,6 +48,7 @@ SUMMARIES = {
     "aggregate": {"records": 6, "completed": 6, "changed": 2, "choices": {"original": 4, "model": 2}},
     "review": {"reason": "not_review"},
     "publish": {"revision": "round-1", "commit": "c0ffee", "backend": "local"},
+    "eval": {"skipped": "eval.every_round and eval.after_rounds are not set"},
 }
 
 

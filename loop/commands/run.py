@@ -49,7 +49,7 @@ def run(config: Path, rounds: int | None) -> None:
 def round_group() -> None:
     """Run one phase of a round by hand, or redo a phase and what follows it.
 
-    Phases, in order: train, regenerate, generate, score, push, wait, pull, aggregate, publish.
+    Phases, in order: train, regenerate, generate, score, push, wait, pull, aggregate, review, publish, eval.
     """
 
 

@@ -112,6 +112,7 @@ def run_demo(
     from argilla_setup import server
     from loop.demo.report import write_report
     from loop.driver import Driver
+    from loop.phases import PHASE_NAMES
 
     cfg = load_config(config_path or demo_config_path())
     if rounds is not None:
@@ -166,7 +167,7 @@ def run_demo(
     def on_phase_done(outcome) -> None:
         if outcome.phase == "push" and not simulated:
             report(handoff(cfg, info.api_url, home, outcome))
-        if outcome.phase == "publish":
+        if outcome.phase == PHASE_NAMES[-1]:  # the round is finished (published, maybe evaluated)
             report(round_result(driver, references, outcome.round))
 
     driver = Driver(

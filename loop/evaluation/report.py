@@ -164,6 +164,11 @@ def latest_report(run_dir: Path) -> EvalReport | None:
     return max(found, key=lambda rt: (rt[0].created_at, rt[1]))[0] if found else None
 
 
+def card_entry(r: EvalReport) -> dict:
+    """The report as the Hub card's lineage shows it (`RoundStats.evaluation`)."""
+    return {"name": r.name, "headline": headline(r), "lines": r.status_lines()}
+
+
 def headline(r: EvalReport) -> str:
     """`evaluation NAME (2026-12-01, 40 judgements by 2 simulated judges)`."""
     who = "simulated judges (a SIMULATION)" if r.simulated else "judges"

@@ -186,7 +186,27 @@ def run_eval(
         )
         result.extra.update({"inputs": inputs, "dataset": pushed.dataset_name, "max_new_tokens": max_new})
         write_report(result, paths.report_json, paths.report_md, paths.plot)
+
+    # 6. the latest published round's card
+    annotate_card(config, run, result, report)
     return EvalResult(name, paths, result, pushed.url)
+
+
+def annotate_card(config: RunConfig, run: RunPaths, result: EvalReport, report: Reporter) -> None:
+    """Show the evaluation in the card of the latest published round, as "evaluated after round N"
+    (the next round's publish carries it anyway). Only the run's latest evaluation: re-running an older
+    one does not push a newer one off the card."""
+    from loop.evaluation.report import card_entry, latest_report
+    from loop.revisions import annotate_evaluation
+
+    latest = latest_report(run.dir)
+    if latest is None or latest.name != result.name:
+        return
+    done = annotate_evaluation(card_entry(result), config.publish, run_name=config.run.name, run_dir=run.dir)
+    if done is None:
+        return
+    what = "added to" if done.changed else "already in"
+    report(f"eval {result.name}: {what} the card of {done.revision} ({done.url})")
 
 
 def _max_new_tokens(config: RunConfig, first, questions) -> int:

@@ -80,6 +80,7 @@ REGISTRY: tuple[Phase, ...] = (
         "conflicted records to one more labeler or an owner (on_conflict: review)",
     ),
     Phase("publish", "loop.phases.publish", ("publish",), (), "the round's dataset as revision round-N"),
+    Phase("eval", "loop.phases.evaluate", (), (), "blind human evaluation (eval.every_round / eval.after_rounds)"),
 )
 
 PHASES: dict[str, Phase] = {p.name: p for p in REGISTRY}

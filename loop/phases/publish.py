@@ -6,14 +6,19 @@ The round's dataset is aggregate's `output.parquet`, or the review's `reviewed.p
 Exactly once per round, even across crashes: see `loop.revisions` for how an interrupted publish is
 found and finished instead of repeated. The revision also carries the labelers' rankings as
 preference data (configs `preferences` and `preferences_kto`, `loop.preferences`), built from
-`pulled.json` and the round's input, so a re-run builds the same rows.
+`pulled.json`, the review's responses for the turns it decided, and the round's input, so a re-run
+builds the same rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from loop.context import RoundContext
+
+if TYPE_CHECKING:
+    from loop.preferences import PreferenceData
 
 
 @dataclass(frozen=True)
@@ -29,7 +34,6 @@ def run(ctx: RoundContext) -> Summary:
     import datasets
 
     from loop.models import load_round_model
-    from loop.preferences import read_round
     from loop.revisions import RoundStats, publish_round
 
     ds = datasets.Dataset.from_parquet(str(ctx.state().round_output(ctx.round)))
@@ -49,9 +53,7 @@ def run(ctx: RoundContext) -> Summary:
             "not_selected": pushed.not_selected,
             "verified_unchanged": pushed.verified_unchanged,
         }
-    prefs = read_round(
-        ctx.paths.pulled, ctx.examples(), ctx.round, min_submitted=ctx.config.argilla.min_submitted
-    )
+    prefs = preference_data(ctx)
     if not ctx.config.publish.labeler_names:
         from loop.annotate import shuffle_key
 
@@ -85,6 +87,23 @@ def run(ctx: RoundContext) -> Summary:
     return Summary(rev.revision, rev.commit_sha, rev.url, rev.backend, prefs.counts())
 
 
+def preference_data(ctx: RoundContext) -> PreferenceData:
+    """The round's preference rows (usernames, before pseudonyms): `pulled.json`'s votes, with the
+    review's deciding votes for the turns it decided."""
+    from loop.preferences import read_round
+
+    reviewed = ctx.summary("review")
+    rewritten = reviewed is not None and reviewed.rewritten
+    return read_round(
+        ctx.paths.pulled,
+        ctx.examples(),
+        ctx.round,
+        min_submitted=ctx.config.argilla.min_submitted,
+        reviewed=ctx.paths.reviewed_decisions if rewritten else None,
+        review_responses=ctx.paths.review_responses if rewritten else None,
+    )
+
+
 def holdout_summary(ctx: RoundContext) -> dict | None:
     """`eval.holdout_fraction`'s split, as recorded in the run directory (None without a hold-out)."""
     if not ctx.run.holdout.exists():
@@ -95,9 +114,7 @@ def holdout_summary(ctx: RoundContext) -> dict | None:
 
 def latest_evaluation(ctx: RoundContext) -> dict | None:
     """The run's latest `pickloop eval` result for the card (one line per model), or None."""
-    from loop.evaluation.report import headline, latest_report
+    from loop.evaluation.report import card_entry, latest_report
 
     report = latest_report(ctx.run.dir)
-    if report is None:
-        return None
-    return {"name": report.name, "headline": headline(report), "lines": report.status_lines()}
+    return None if report is None else card_entry(report)

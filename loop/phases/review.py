@@ -21,7 +21,8 @@ their written answer); anyone else is one more labeler whose ranking joins the r
 labeler who already ranked the record replaces their earlier ranking: a second look, not a second
 vote), and the votes are aggregated again by aggregate's rules without the conflict rule, so the
 Borda winner (ties keep the current answer) stands. The decision keeps `conflict` and its reason and
-gets `reviewed_by` (`owner`/`labeler`; usernames stay in `review_responses.jsonl`). A record nobody
+gets `reviewed_by` (`owner`/`labeler`; usernames stay in `review_responses.jsonl`, each response
+marked `owner` true/false so publish's preference pairs can follow the same rule). A record nobody
 reviewed before the wait ended (`wait.on_timeout: proceed`) stays `conflict_review`, and the next
 round asks about it again.
 
@@ -77,14 +78,22 @@ def review_decision(
     reviewed it."""
     if not reviews:
         return base
-    by_owner = [r for r in reviews if r.annotator in owners]
-    if by_owner:
-        votes, by = list(by_owner), OWNER
-    else:
-        names = {r.annotator for r in reviews}
-        votes, by = [r for r in earlier if r.annotator not in names] + list(reviews), LABELER
+    votes, by = review_votes(earlier, reviews, owners)
     d = decide(record, votes, min_submitted=1, conflict=None)
     return dataclasses.replace(d, conflict=True, reason=base.reason, reviewed_by=by)
+
+
+def review_votes(
+    earlier: Sequence[Response], reviews: Sequence[Response], owners: Collection[str]
+) -> tuple[list[Response], str]:
+    """(the votes that decide a reviewed record, `owner`/`labeler`): an owner's responses alone, or
+    the round's votes with each labeler reviewer's ranking replacing their earlier one. Publish's
+    preference pairs (`loop.preferences`) use the same votes, so they agree with the decision."""
+    by_owner = [r for r in reviews if r.annotator in owners]
+    if by_owner:
+        return list(by_owner), OWNER
+    names = {r.annotator for r in reviews}
+    return [r for r in earlier if r.annotator not in names] + list(reviews), LABELER
 
 
 def default_reviewers(
@@ -176,11 +185,14 @@ def _review(ctx: RoundContext, decisions: list[Decision], queued: list[Decision]
             remote=bool(cfg.argilla.api_url),
         )
     pulled = annotate.pull(conn, pushed.dataset_id, review_plan)
-    write_text(
-        ctx.paths.review_responses, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in pulled.raw)
-    )
     by_id = {r.record_id: r for r in records}
     owners = owners | _owners_among(conn, {r.annotator for v in pulled.responses.values() for r in v})
+    write_text(
+        ctx.paths.review_responses,
+        "".join(
+            json.dumps({**r, "owner": r["user"] in owners}, ensure_ascii=False) + "\n" for r in pulled.raw
+        ),
+    )
     reviewed: dict[str, Decision] = {}
     for d in queued:
         got = pulled.responses.get(d.record_id, [])
