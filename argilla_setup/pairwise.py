@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from argilla_setup.schema import CONVERSATION_FIELD, QUESTION_FIELD, _sdk_client
+from argilla_setup.schema import _sdk_client, context_field
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -64,16 +64,7 @@ def pairwise_settings(
 
     options = options or PairwiseOptions()
     c = _sdk_client(client)
-    context: rg.TextField | rg.ChatField
-    if options.multi_turn:
-        context = rg.ChatField(
-            name=CONVERSATION_FIELD,
-            title="Conversation",
-            description="The conversation so far; both answers answer its last user turn.",
-            _client=c,
-        )
-    else:
-        context = rg.TextField(name=QUESTION_FIELD, title="Question", use_markdown=True, client=c)
+    context = context_field(options.multi_turn, c, "both answers answer its last user turn")
     fields = [
         context,
         rg.TextField(name=ANSWER_A, title="Answer A", use_markdown=True, required=True, client=c),

@@ -150,6 +150,21 @@ def guidelines(round_n: int, k: int, options: SchemaOptions) -> str:
     )
 
 
+def context_field(multi_turn: bool, client: rg.Argilla, answers: str) -> rg.TextField | rg.ChatField:
+    """The record's question (`TextField`), or its conversation so far (`ChatField`); `answers` says
+    what answers its last user turn, for the field's description."""
+    import argilla as rg
+
+    if multi_turn:
+        return rg.ChatField(
+            name=CONVERSATION_FIELD,
+            title="Conversation",
+            description=f"The conversation so far; {answers}.",
+            _client=client,
+        )
+    return rg.TextField(name=QUESTION_FIELD, title="Question", use_markdown=True, client=client)
+
+
 def round_settings(
     round_n: int, k: int, options: SchemaOptions | None = None, *, client: rg.Argilla | None = None
 ) -> rg.Settings:
@@ -171,16 +186,7 @@ def round_settings(
     import argilla as rg
 
     c = _sdk_client(client)
-    context: rg.TextField | rg.ChatField
-    if options.multi_turn:
-        context = rg.ChatField(
-            name=CONVERSATION_FIELD,
-            title="Conversation",
-            description="The conversation so far; the candidates answer its last user turn.",
-            _client=c,
-        )
-    else:
-        context = rg.TextField(name=QUESTION_FIELD, title="Question", use_markdown=True, client=c)
+    context = context_field(options.multi_turn, c, "the candidates answer its last user turn")
     slots = slot_names(k)
     # Only the first slot is always filled: when the model gives fewer distinct answers than there are
     # slots, the rest stay empty (labelers rank them last; they can never win).
