@@ -4,11 +4,11 @@ State built with the driver's own hashes; no phase runs."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
 import yaml
+from state_fixtures import placeholder_summary
 
 from loop.config import default_leaves, load_config
 from loop.driver import Driver
@@ -28,13 +28,6 @@ def driver(tmp_path: Path) -> Driver:
     }
     path.write_text(yaml.safe_dump(cfg))
     return Driver(load_config(path), progress=False)
-
-
-def placeholder_summary(name: str) -> dict:
-    """The phase's summary with its required fields filled (their values do not matter here)."""
-    fields = dataclasses.fields(PHASES[name].load().Summary)
-    required = [f for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-    return {f.name: 0 for f in required}
 
 
 def finish(driver: Driver, rounds: int) -> RunState:

@@ -212,7 +212,7 @@ def test_the_eval_phase_evaluates_after_a_listed_round(
     `round-1` (base vs round-1), the simulated judges (a SIMULATION) decide, and the card of the
     revision just published shows the result."""
     import datasets
-    from test_driver_hashes import placeholder_summary
+    from state_fixtures import placeholder_summary
 
     from loop.driver import Driver
     from loop.phases import PHASE_NAMES

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from test_driver_hashes import placeholder_summary
+from state_fixtures import placeholder_summary
 
 from loop.config import load_config
 from loop.context import RoundContext

@@ -5,12 +5,12 @@ and resume (not quality). Plus the context check and `pickloop config check` on 
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 from ml_fixtures import FAST_LORA, FAST_SFT, seed_round, tiny_model  # noqa: F401
 from ml_fixtures import SEED_DOCS as DOCS
 from ml_fixtures import SEED_TARGETS as TARGETS
+from test_seed import run_main
 
 from loop.config import load_config
 from loop.data import load_examples, to_dataset
@@ -19,19 +19,6 @@ from loop.seed.chunking import chunk_documents
 from loop.seed.documents import read_documents
 from loop.seed.pipeline import SeedSettings, partial_path, seed_data
 from loop.seed.prompts import CONVERSATION_TEMPLATE, load_template
-
-
-def run_main(args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    from loop.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["pickloop", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _settings(template, **kw) -> SeedSettings:
