@@ -19,8 +19,10 @@ test-fast: install
 lint: install
 	.venv/bin/ruff check .
 
+# The documentation site, offline, into site/: regenerate the reference pages, then build (--strict).
 docs: install
 	.venv/bin/python -m loop.docs
+	NO_MKDOCS_2_WARNING=1 .venv/bin/python -m mkdocs build --strict --site-dir site
 
 bench: install
 	.venv/bin/python benchmarks/bench_driver.py $(BENCH_ARGS)

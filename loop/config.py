@@ -90,7 +90,7 @@ class DataSettings(Section):
     )
     split: str = Field("train", description="Split to read from an HF dataset.")
     regenerate: RegenerateSettings | None = Field(
-        None, description="New pairs from documents in the rounds after the first (README: Start from your documents); off when unset."
+        None, description="New pairs from documents in the rounds after the first (docs: seed-data.md); off when unset."
     )
 
 
@@ -1343,7 +1343,7 @@ def config_hash(*sections: Any) -> str:
 
 
 def config_reference_markdown() -> str:
-    """The README's config reference: every key with type, default and description, from the models."""
+    """docs/reference/config.md: every key with its type, default and description, from the models."""
     out = [
         "## Config reference",
         "",
