@@ -59,11 +59,14 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     site = tmp_path / "site"
     for page in ("labelers", "troubleshooting", "reference/config", "reference/cli", "reference/api"):
-        assert (site / page / "index.html").exists(), page
-    api = (site / "reference" / "api" / "index.html").read_text()
+        assert (site / f"{page}.html").exists(), page
+    api = (site / "reference" / "api.html").read_text()
     assert "wilson_interval" in api and "pull_rankings" in api and "budget_count" in api
     html = "".join(p.read_text() for p in site.rglob("*.html"))
-    assert "fonts.googleapis.com" not in html  # theme.font: false, nothing fetched when reading offline
+    # Offline: no web fonts (theme.font: false), no script or stylesheet from a CDN.
+    assert "fonts.googleapis.com" not in html
+    assert not re.findall(r'<script[^>]+src="https?://|<link[^>]+href="https?://[^"]+\.(?:css|js)', html)
+    assert 'href="labelers.html' in (site / "index.html").read_text()  # file:// links, no directory URLs
 
 
 def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
