@@ -776,7 +776,7 @@ def load_config(path: str | Path) -> RunConfig:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("no such file; start from configs/demo.yaml", file=file) from None
+        raise ConfigError("no such file; write one with `pickloop config init` (or start from configs/demo.yaml)", file=file) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the config: {exc}", file=file) from None
     data, lines = _compose(text, file)

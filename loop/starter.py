@@ -105,7 +105,7 @@ generate:
 # api_url (key from ARGILLA_API_KEY) and, for webhooks, wait.webhook_url / wait.webhook_bind.
 argilla:
   workspace: pickloop
-  labelers: []  # annotator usernames, e.g. [alice, bob]; `pickloop argilla users add` creates them
+  labelers: []  # annotator usernames, e.g. [alice, bob]: the push creates missing accounts (0600 files)
   min_submitted: 1  # 2 gives each record an agreement score
 
 # Waiting for the labelers: no timeout waits as long as it takes (re-run to resume after a stop).

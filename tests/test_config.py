@@ -174,7 +174,7 @@ def test_not_a_mapping_empty_and_missing_file(tmp_path: Path):
     path = write(tmp_path, "# nothing\n")
     assert error_of(path) == f"{path}: the config is empty; start from configs/demo.yaml"
     missing = str(tmp_path / "nope.yaml")
-    assert error_of(missing) == f"{missing}: no such file; start from configs/demo.yaml"
+    assert error_of(missing) == f"{missing}: no such file; write one with `pickloop config init` (or start from configs/demo.yaml)"
 
 
 def test_labelers_must_cover_min_submitted(tmp_path: Path):
